@@ -1,0 +1,57 @@
+//! Typed requests. Every RPC is a type implementing [`UnaryRpc`]: it knows its gRPC path, its
+//! response type, its retry class, and how to turn itself into the wire message (validating
+//! first, so misuse is a typed error and never a panic). Adapters need one generic way to run
+//! any of them.
+
+mod bytes_arg;
+pub mod kv;
+mod raw;
+
+pub use bytes_arg::IntoBytes;
+
+use bytes::Bytes;
+use prost::Message;
+
+use crate::error::Error;
+
+/// Whether a call may be sent again after it may have reached a server (the Go client's
+/// "repeatable" / "non-repeatable" classification).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetryClass {
+    /// Safe to send again: reads, and calls whose repetition is harmless.
+    Repeatable,
+    /// Never sent twice once it may have reached a server (writes).
+    NonRepeatable,
+}
+
+/// A gRPC method: its `:path` and retry class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Method {
+    /// The `:path`, e.g. `/etcdserverpb.KV/Range`.
+    pub path: &'static str,
+    /// The retry class.
+    pub retry: RetryClass,
+}
+
+/// A unary RPC: one request message, one response message.
+pub trait UnaryRpc {
+    /// The protobuf request message.
+    type Request: Message;
+    /// The protobuf response message.
+    type Response: Message + Default + Send + 'static;
+    /// The method.
+    const METHOD: Method;
+
+    /// Validates and converts into the wire message.
+    fn into_request(self) -> Result<Self::Request, Error>;
+}
+
+/// Decodes a unary response message body (the bytes after the gRPC prefix).
+pub fn decode_response<R: UnaryRpc>(body: Bytes) -> Result<R::Response, Error> {
+    R::Response::decode(body).map_err(|e| {
+        Error::Protocol(format!(
+            "undecodable response of {}: {e}",
+            R::METHOD.path
+        ))
+    })
+}
