@@ -1,1 +1,22 @@
-//! placeholder
+//! Runtime-agnostic driver of the etcd sans-IO core over HTTP/2, and the async [`Client`].
+//!
+//! The driver is one task that owns the [`Core`](etcd_proto_core::Core): it feeds it what the
+//! connections and streams report, carries out what it asks (connect, open streams, reset,
+//! disconnect) with [`h2`], sleeps until its next deadline, and hands results to callers. It
+//! runs on any executor through the small [`Runtime`] trait; `etcd-tokio` and `etcd-smol`
+//! implement it. Nothing here decides protocol questions: those live in the core.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client;
+mod driver;
+mod runtime;
+mod stream;
+
+pub use client::Client;
+pub use runtime::{BoxFuture, Runtime};
+
+pub use etcd_proto_core as core;
+pub use etcd_proto_core::{
+    proto, rpc, CallOptions, Code, Config, Endpoint, Error, EtcdError, EtcdErrorKind, Status,
+};

@@ -466,8 +466,15 @@ impl Core {
     }
 
     /// The transport failed a stream without a reset from the peer (for example the
-    /// connection broke while the stream was open).
-    pub fn handle_stream_error(&mut self, stream: StreamId, reason: &str, now: Instant) {
+    /// connection broke while the stream was open). `request_sent` is false when the stream
+    /// could not even be opened, so nothing reached the server.
+    pub fn handle_stream_error(
+        &mut self,
+        stream: StreamId,
+        reason: &str,
+        request_sent: bool,
+        now: Instant,
+    ) {
         let Some(call) = self.call_of_stream(stream) else {
             return;
         };
@@ -475,7 +482,7 @@ impl Core {
             call,
             Err(Error::Transport {
                 message: reason.to_string(),
-                request_sent: true,
+                request_sent,
             }),
         );
         self.dispatch(now);

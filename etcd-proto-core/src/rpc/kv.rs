@@ -761,3 +761,27 @@ impl UnaryRpc for Txn {
         self.build()
     }
 }
+
+impl<K: IntoBytes> From<K> for Get {
+    fn from(key: K) -> Get {
+        Get::new(key)
+    }
+}
+
+impl<K: IntoBytes> From<K> for Delete {
+    fn from(key: K) -> Delete {
+        Delete::new(key)
+    }
+}
+
+impl<K: IntoBytes, V: IntoBytes> From<(K, V)> for Put {
+    fn from((key, value): (K, V)) -> Put {
+        Put::new(key, value)
+    }
+}
+
+impl From<i64> for Compact {
+    fn from(revision: i64) -> Compact {
+        Compact::new(revision)
+    }
+}

@@ -1,0 +1,153 @@
+//! The async client handle: cheap to clone, usable from any task.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_proto_core::proto::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, PutResponse, RangeResponse, TxnResponse,
+};
+use etcd_proto_core::rpc::kv::{Compact, Delete, Get, Put, Txn};
+use etcd_proto_core::rpc::{decode_response, UnaryRpc};
+use etcd_proto_core::{CallOptions, Config, Core, Error};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::driver::{Command, Driver, StartFn};
+use crate::runtime::Runtime;
+
+struct Inner {
+    commands: mpsc::UnboundedSender<Command>,
+    next_token: AtomicU64,
+}
+
+/// An etcd client. Clones share one driver and its connections; when the last clone is
+/// dropped the driver closes the connections and stops.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+    options: CallOptions,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Cancels the call on the driver if the caller stops waiting for it.
+struct CancelOnDrop<'a> {
+    inner: &'a Inner,
+    token: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.inner.commands.send(Command::Cancel { token: self.token });
+        }
+    }
+}
+
+impl Client {
+    /// Starts a driver on `runtime` for this configuration. Connections are opened lazily, by
+    /// the first call.
+    pub fn new<R: Runtime>(runtime: R, config: Config) -> Result<Client, Error> {
+        let core = Core::new(config)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let driver = Driver::new(runtime.clone(), core, rx);
+        runtime.spawn(Box::pin(driver.run()));
+        Ok(Client {
+            inner: Arc::new(Inner {
+                commands: tx,
+                next_token: AtomicU64::new(0),
+            }),
+            options: CallOptions::default(),
+        })
+    }
+
+    /// A handle whose calls use these options (sharing the same connections).
+    pub fn with_options(&self, options: CallOptions) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            options,
+        }
+    }
+
+    /// A handle whose calls have this deadline.
+    pub fn with_timeout(&self, timeout: Duration) -> Client {
+        let mut options = self.options.clone();
+        options.timeout = Some(timeout);
+        self.with_options(options)
+    }
+
+    /// A handle whose calls require the member to have a leader (`hasleader`).
+    pub fn with_require_leader(&self) -> Client {
+        let mut options = self.options.clone();
+        options.require_leader = true;
+        self.with_options(options)
+    }
+
+    /// Runs any unary request: a typed builder ([`Get`], [`Put`], [`Txn`], ...) or a raw
+    /// protobuf request message.
+    pub async fn call<R>(&self, rpc: R) -> Result<R::Response, Error>
+    where
+        R: UnaryRpc + Send + 'static,
+    {
+        self.call_with(rpc, self.options.clone()).await
+    }
+
+    /// Runs any unary request with explicit options.
+    pub async fn call_with<R>(&self, rpc: R, options: CallOptions) -> Result<R::Response, Error>
+    where
+        R: UnaryRpc + Send + 'static,
+    {
+        let token = self.inner.next_token.fetch_add(1, Ordering::Relaxed);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let start: StartFn = Box::new(move |core, now| core.start_unary(rpc, options, now));
+        self.inner
+            .commands
+            .send(Command::Unary {
+                token,
+                start,
+                reply: reply_tx,
+            })
+            .map_err(|_| Error::ClientClosed)?;
+        let mut guard = CancelOnDrop {
+            inner: &self.inner,
+            token,
+            armed: true,
+        };
+        let result = reply_rx.await;
+        guard.armed = false;
+        let body = result.map_err(|_| Error::ClientClosed)??;
+        decode_response::<R>(body)
+    }
+
+    /// Reads a key or range: `client.get("k")` or `client.get(Get::new("k").prefix())`.
+    pub async fn get(&self, get: impl Into<Get>) -> Result<RangeResponse, Error> {
+        self.call(get.into()).await
+    }
+
+    /// Writes a key: `client.put(("k", "v"))` or `client.put(Put::new("k", "v").prev_kv())`.
+    pub async fn put(&self, put: impl Into<Put>) -> Result<PutResponse, Error> {
+        self.call(put.into()).await
+    }
+
+    /// Deletes a key or range: `client.delete("k")` or `client.delete(Delete::new("k").prefix())`.
+    pub async fn delete(&self, delete: impl Into<Delete>) -> Result<DeleteRangeResponse, Error> {
+        self.call(delete.into()).await
+    }
+
+    /// Runs a transaction.
+    pub async fn txn(&self, txn: Txn) -> Result<TxnResponse, Error> {
+        self.call(txn).await
+    }
+
+    /// Compacts the history: `client.compact(rev)` or `client.compact(Compact::new(rev).physical())`.
+    pub async fn compact(&self, compact: impl Into<Compact>) -> Result<CompactionResponse, Error> {
+        self.call(compact.into()).await
+    }
+}

@@ -1,0 +1,340 @@
+//! The driver task: owns the core, performs its transmits with `h2`, feeds it what the
+//! connection and stream tasks report, and sleeps until its next deadline.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::task::Poll;
+use std::time::Instant;
+
+use bytes::Bytes;
+use etcd_proto_core::{CallId, Core, EndpointId, Error, Event, StreamId, Transmit};
+use h2::client::SendRequest;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::runtime::{BoxFuture, Runtime};
+use crate::stream::{connection_task, stream_task, Input, StreamCmd};
+
+/// Starts a call on the core (a closure so that any typed request fits one channel).
+pub(crate) type StartFn = Box<dyn FnOnce(&mut Core, Instant) -> Result<CallId, Error> + Send>;
+
+/// What client handles ask the driver.
+pub(crate) enum Command {
+    Unary {
+        token: u64,
+        start: StartFn,
+        reply: oneshot::Sender<Result<Bytes, Error>>,
+    },
+    Cancel {
+        token: u64,
+    },
+}
+
+struct ConnSlot {
+    generation: u64,
+    send: Option<SendRequest<Bytes>>,
+    /// Dropping this tells the connection task to stop.
+    _close: oneshot::Sender<()>,
+}
+
+enum Wake {
+    Command(Option<Command>),
+    Input(Input),
+    Timer,
+}
+
+pub(crate) struct Driver<R: Runtime> {
+    rt: R,
+    core: Core,
+    commands: mpsc::UnboundedReceiver<Command>,
+    inbox_tx: mpsc::UnboundedSender<Input>,
+    inbox_rx: mpsc::UnboundedReceiver<Input>,
+    conns: HashMap<EndpointId, ConnSlot>,
+    streams: HashMap<StreamId, mpsc::UnboundedSender<StreamCmd>>,
+    pending: HashMap<CallId, (u64, oneshot::Sender<Result<Bytes, Error>>)>,
+    tokens: HashMap<u64, CallId>,
+    next_generation: u64,
+}
+
+impl<R: Runtime> Driver<R> {
+    pub(crate) fn new(rt: R, core: Core, commands: mpsc::UnboundedReceiver<Command>) -> Self {
+        let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
+        Driver {
+            rt,
+            core,
+            commands,
+            inbox_tx,
+            inbox_rx,
+            conns: HashMap::new(),
+            streams: HashMap::new(),
+            pending: HashMap::new(),
+            tokens: HashMap::new(),
+            next_generation: 0,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut sleep: Option<(Instant, BoxFuture<()>)> = None;
+        let mut commands_open = true;
+        loop {
+            self.drain();
+            if !commands_open && self.core.calls_in_progress() == 0 {
+                // Every client handle is gone and nothing is in flight.
+                return;
+            }
+            match self.core.poll_timeout() {
+                Some(at) if sleep.as_ref().map(|(d, _)| *d) != Some(at) => {
+                    sleep = Some((at, self.rt.sleep_until(at)));
+                }
+                Some(_) => {}
+                None => sleep = None,
+            }
+            let commands = &mut self.commands;
+            let inbox = &mut self.inbox_rx;
+            let wake = poll_fn(|cx| {
+                if let Poll::Ready(Some(input)) = inbox.poll_recv(cx) {
+                    return Poll::Ready(Wake::Input(input));
+                }
+                if commands_open {
+                    if let Poll::Ready(cmd) = commands.poll_recv(cx) {
+                        return Poll::Ready(Wake::Command(cmd));
+                    }
+                }
+                if let Some((_, timer)) = sleep.as_mut() {
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Timer);
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            let now = self.rt.now();
+            match wake {
+                Wake::Input(input) => self.handle_input(input, now),
+                Wake::Command(Some(cmd)) => self.handle_command(cmd, now),
+                Wake::Command(None) => {
+                    commands_open = false;
+                    self.core.close(now);
+                }
+                Wake::Timer => {
+                    sleep = None;
+                    self.core.handle_timeout(now);
+                }
+            }
+            // Take whatever else is already queued before draining once (batching).
+            while let Ok(input) = self.inbox_rx.try_recv() {
+                self.handle_input(input, now);
+            }
+            if commands_open {
+                while let Ok(cmd) = self.commands.try_recv() {
+                    self.handle_command(cmd, now);
+                }
+            }
+        }
+    }
+
+    fn handle_command(&mut self, cmd: Command, now: Instant) {
+        match cmd {
+            Command::Unary {
+                token,
+                start,
+                reply,
+            } => match start(&mut self.core, now) {
+                Ok(call) => {
+                    self.pending.insert(call, (token, reply));
+                    self.tokens.insert(token, call);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::Cancel { token } => {
+                if let Some(call) = self.tokens.remove(&token) {
+                    self.pending.remove(&call);
+                    self.core.cancel(call, now);
+                }
+            }
+        }
+    }
+
+    fn handle_input(&mut self, input: Input, now: Instant) {
+        let core = &mut self.core;
+        match input {
+            Input::Connected {
+                endpoint,
+                generation,
+                send,
+            } => match self.conns.get_mut(&endpoint) {
+                Some(slot) if slot.generation == generation => {
+                    slot.send = Some(send);
+                    core.handle_connected(endpoint, now);
+                }
+                _ => {}
+            },
+            Input::ConnectFailed {
+                endpoint,
+                generation,
+                error,
+            } => {
+                if self.take_conn(endpoint, generation) {
+                    self.core.handle_connect_failed(endpoint, &error, now);
+                }
+            }
+            Input::ConnectionLost {
+                endpoint,
+                generation,
+                error,
+            } => {
+                if self.take_conn(endpoint, generation) {
+                    self.core.handle_connection_lost(endpoint, &error, now);
+                }
+            }
+            Input::Headers {
+                stream,
+                status,
+                headers,
+                end_stream,
+            } => {
+                core.handle_response_headers(stream, status, &headers, end_stream, now);
+                if end_stream {
+                    self.streams.remove(&stream);
+                }
+            }
+            Input::Data {
+                stream,
+                data,
+                end_stream,
+            } => {
+                core.handle_data(stream, data, end_stream, now);
+                if end_stream {
+                    self.streams.remove(&stream);
+                }
+            }
+            Input::Trailers { stream, trailers } => {
+                core.handle_trailers(stream, &trailers, now);
+                self.streams.remove(&stream);
+            }
+            Input::Reset { stream, reason } => {
+                core.handle_stream_reset(stream, reason, now);
+                self.streams.remove(&stream);
+            }
+            Input::StreamError {
+                stream,
+                error,
+                request_sent,
+            } => {
+                core.handle_stream_error(stream, &error, request_sent, now);
+                self.streams.remove(&stream);
+            }
+        }
+    }
+
+    /// Forgets the connection if `generation` is current; stale reports are ignored.
+    fn take_conn(&mut self, endpoint: EndpointId, generation: u64) -> bool {
+        match self.conns.get(&endpoint) {
+            Some(slot) if slot.generation == generation => {
+                self.conns.remove(&endpoint);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Carries out every transmit and delivers every event (the core's drain rule).
+    fn drain(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(transmit) = self.core.poll_transmit() {
+                progressed = true;
+                self.perform(transmit);
+            }
+            while let Some(event) = self.core.poll_event() {
+                progressed = true;
+                match event {
+                    Event::CallFinished { call, result } => {
+                        if let Some((token, reply)) = self.pending.remove(&call) {
+                            self.tokens.remove(&token);
+                            let _ = reply.send(result);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn perform(&mut self, transmit: Transmit) {
+        match transmit {
+            Transmit::Connect { endpoint, target } => {
+                self.next_generation += 1;
+                let generation = self.next_generation;
+                let (close_tx, close_rx) = oneshot::channel();
+                self.conns.insert(
+                    endpoint,
+                    ConnSlot {
+                        generation,
+                        send: None,
+                        _close: close_tx,
+                    },
+                );
+                let task = connection_task(
+                    self.rt.clone(),
+                    endpoint,
+                    generation,
+                    target,
+                    self.inbox_tx.clone(),
+                    close_rx,
+                );
+                self.rt.spawn(Box::pin(task));
+            }
+            Transmit::OpenStream {
+                endpoint,
+                stream,
+                request,
+                body,
+                end_stream,
+            } => {
+                let send = self.conns.get(&endpoint).and_then(|s| s.send.clone());
+                let Some(send) = send else {
+                    let now = self.rt.now();
+                    self.core
+                        .handle_stream_error(stream, "connection not available", false, now);
+                    return;
+                };
+                let (tx, rx) = mpsc::unbounded_channel();
+                self.streams.insert(stream, tx);
+                let task = stream_task(
+                    send,
+                    stream,
+                    request,
+                    body,
+                    end_stream,
+                    self.inbox_tx.clone(),
+                    rx,
+                );
+                self.rt.spawn(Box::pin(task));
+            }
+            Transmit::SendData {
+                stream,
+                data,
+                end_stream,
+            } => {
+                if let Some(tx) = self.streams.get(&stream) {
+                    let _ = tx.send(StreamCmd::Data { data, end_stream });
+                }
+            }
+            Transmit::ResetStream { stream, reason } => {
+                if let Some(tx) = self.streams.remove(&stream) {
+                    let _ = tx.send(StreamCmd::Reset(reason));
+                }
+            }
+            Transmit::Disconnect { endpoint } => {
+                // Dropping the slot drops `_close`, which stops the connection task.
+                self.conns.remove(&endpoint);
+            }
+            _ => {}
+        }
+    }
+}
