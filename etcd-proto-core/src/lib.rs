@@ -56,7 +56,7 @@ pub use endpoint::{Endpoint, Scheme};
 pub use engine::{
     CallId, CallOptions, Core, EndpointId, Event, StreamId, Transmit, RESET_CANCEL,
 };
-pub use error::{Error, EtcdError, EtcdErrorKind, InvalidRequest};
+pub use error::{Direction, Error, EtcdError, EtcdErrorKind, InvalidRequest};
 pub use status::{Code, Status};
 
 /// The generated protobuf types.
