@@ -9,11 +9,12 @@ use etcd_proto_core::proto::etcdserverpb::{
 };
 use etcd_proto_core::rpc::kv::{Compact, Delete, Get, Put, Txn};
 use etcd_proto_core::rpc::{decode_response, UnaryRpc};
-use etcd_proto_core::{CallOptions, Config, Core, Error};
+use etcd_proto_core::{endpoints_from_members, CallOptions, Config, Core, Endpoint, Error};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::driver::{Command, Driver, StartFn};
 use crate::runtime::Runtime;
+use crate::tls::TlsConnector;
 
 struct Inner {
     commands: mpsc::UnboundedSender<Command>,
@@ -55,9 +56,10 @@ impl Client {
     /// Starts a driver on `runtime` for this configuration. Connections are opened lazily, by
     /// the first call.
     pub fn new<R: Runtime>(runtime: R, config: Config) -> Result<Client, Error> {
-        let core = Core::new(config)?;
+        let tls = config.tls.as_ref().map(TlsConnector::new).transpose()?;
+        let core = Core::new(config, runtime.now())?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let driver = Driver::new(runtime.clone(), core, rx);
+        let driver = Driver::new(runtime.clone(), core, tls, rx);
         runtime.spawn(Box::pin(driver.run()));
         Ok(Client {
             inner: Arc::new(Inner {
@@ -149,5 +151,54 @@ impl Client {
     /// Compacts the history: `client.compact(rev)` or `client.compact(Compact::new(rev).physical())`.
     pub async fn compact(&self, compact: impl Into<Compact>) -> Result<CompactionResponse, Error> {
         self.call(compact.into()).await
+    }
+
+    /// The endpoints calls are balanced over.
+    pub async fn endpoints(&self) -> Result<Vec<Endpoint>, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Endpoints { reply })
+            .map_err(|_| Error::ClientClosed)?;
+        rx.await.map_err(|_| Error::ClientClosed)
+    }
+
+    /// Replaces the endpoint list (`http://h:p`, `https://h:p`, `h:p`). Connections to
+    /// endpoints that stay are kept.
+    pub async fn set_endpoints<I, S>(&self, endpoints: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let endpoints = endpoints
+            .into_iter()
+            .map(|s| s.as_ref().parse())
+            .collect::<Result<Vec<Endpoint>, Error>>()?;
+        self.replace_endpoints(endpoints).await
+    }
+
+    async fn replace_endpoints(&self, endpoints: Vec<Endpoint>) -> Result<(), Error> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::SetEndpoints { endpoints, reply })
+            .map_err(|_| Error::ClientClosed)?;
+        rx.await.map_err(|_| Error::ClientClosed)?
+    }
+
+    /// Refreshes the endpoint list from the member list: the client URLs of started,
+    /// non-learner members (Go's `Sync`). Returns the new list.
+    pub async fn sync(&self) -> Result<Vec<Endpoint>, Error> {
+        let members = self
+            .call(etcd_proto_core::proto::etcdserverpb::MemberListRequest { linearizable: true })
+            .await?;
+        let endpoints = endpoints_from_members(&members.members);
+        if endpoints.is_empty() {
+            return Err(Error::Protocol(
+                "the member list has no started, non-learner member with a client URL".into(),
+            ));
+        }
+        self.replace_endpoints(endpoints.clone()).await?;
+        Ok(endpoints)
     }
 }

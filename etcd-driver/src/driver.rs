@@ -7,12 +7,15 @@ use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
-use etcd_proto_core::{CallId, Core, EndpointId, Error, Event, StreamId, Transmit};
+use etcd_proto_core::{
+    CallId, Core, Endpoint, EndpointId, Error, Event, Scheme, StreamId, TlsConfig, Transmit,
+};
 use h2::client::SendRequest;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::runtime::{BoxFuture, Runtime};
-use crate::stream::{connection_task, stream_task, Input, StreamCmd};
+use crate::stream::{connection_task, stream_task, ConnCmd, Input, StreamCmd};
+use crate::tls::TlsConnector;
 
 /// Starts a call on the core (a closure so that any typed request fits one channel).
 pub(crate) type StartFn = Box<dyn FnOnce(&mut Core, Instant) -> Result<CallId, Error> + Send>;
@@ -27,13 +30,20 @@ pub(crate) enum Command {
     Cancel {
         token: u64,
     },
+    SetEndpoints {
+        endpoints: Vec<Endpoint>,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Endpoints {
+        reply: oneshot::Sender<Vec<Endpoint>>,
+    },
 }
 
 struct ConnSlot {
     generation: u64,
     send: Option<SendRequest<Bytes>>,
     /// Dropping this tells the connection task to stop.
-    _close: oneshot::Sender<()>,
+    cmds: mpsc::UnboundedSender<ConnCmd>,
 }
 
 enum Wake {
@@ -53,10 +63,16 @@ pub(crate) struct Driver<R: Runtime> {
     pending: HashMap<CallId, (u64, oneshot::Sender<Result<Bytes, Error>>)>,
     tokens: HashMap<u64, CallId>,
     next_generation: u64,
+    tls: Option<TlsConnector>,
 }
 
 impl<R: Runtime> Driver<R> {
-    pub(crate) fn new(rt: R, core: Core, commands: mpsc::UnboundedReceiver<Command>) -> Self {
+    pub(crate) fn new(
+        rt: R,
+        core: Core,
+        tls: Option<TlsConnector>,
+        commands: mpsc::UnboundedReceiver<Command>,
+    ) -> Self {
         let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
         Driver {
             rt,
@@ -69,6 +85,7 @@ impl<R: Runtime> Driver<R> {
             pending: HashMap::new(),
             tokens: HashMap::new(),
             next_generation: 0,
+            tls,
         }
     }
 
@@ -153,6 +170,12 @@ impl<R: Runtime> Driver<R> {
                     self.core.cancel(call, now);
                 }
             }
+            Command::SetEndpoints { endpoints, reply } => {
+                let _ = reply.send(self.core.set_endpoints(endpoints, now));
+            }
+            Command::Endpoints { reply } => {
+                let _ = reply.send(self.core.endpoints());
+            }
         }
     }
 
@@ -186,6 +209,14 @@ impl<R: Runtime> Driver<R> {
             } => {
                 if self.take_conn(endpoint, generation) {
                     self.core.handle_connection_lost(endpoint, &error, now);
+                }
+            }
+            Input::Pong {
+                endpoint,
+                generation,
+            } => {
+                if self.conns.get(&endpoint).map(|s| s.generation) == Some(generation) {
+                    core.handle_pong(endpoint, now);
                 }
             }
             Input::Headers {
@@ -256,6 +287,8 @@ impl<R: Runtime> Driver<R> {
                             let _ = reply.send(result);
                         }
                     }
+                    // The list is read on demand with `Client::endpoints`.
+                    Event::EndpointsChanged { .. } => {}
                     _ => {}
                 }
             }
@@ -270,13 +303,25 @@ impl<R: Runtime> Driver<R> {
             Transmit::Connect { endpoint, target } => {
                 self.next_generation += 1;
                 let generation = self.next_generation;
-                let (close_tx, close_rx) = oneshot::channel();
+                let tls = match target.scheme {
+                    Scheme::Http => None,
+                    Scheme::Https => match self.tls_connector() {
+                        Ok(tls) => Some(tls),
+                        Err(e) => {
+                            let now = self.rt.now();
+                            self.core
+                                .handle_connect_failed(endpoint, &e.to_string(), now);
+                            return;
+                        }
+                    },
+                };
+                let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
                 self.conns.insert(
                     endpoint,
                     ConnSlot {
                         generation,
                         send: None,
-                        _close: close_tx,
+                        cmds: cmd_tx,
                     },
                 );
                 let task = connection_task(
@@ -284,8 +329,9 @@ impl<R: Runtime> Driver<R> {
                     endpoint,
                     generation,
                     target,
+                    tls,
                     self.inbox_tx.clone(),
-                    close_rx,
+                    cmd_rx,
                 );
                 self.rt.spawn(Box::pin(task));
             }
@@ -330,11 +376,27 @@ impl<R: Runtime> Driver<R> {
                     let _ = tx.send(StreamCmd::Reset(reason));
                 }
             }
+            Transmit::Ping { endpoint } => {
+                if let Some(slot) = self.conns.get(&endpoint) {
+                    let _ = slot.cmds.send(ConnCmd::Ping);
+                }
+            }
             Transmit::Disconnect { endpoint } => {
-                // Dropping the slot drops `_close`, which stops the connection task.
+                // Dropping the slot drops `cmds`, which stops the connection task.
                 self.conns.remove(&endpoint);
             }
             _ => {}
         }
+    }
+
+    /// The TLS connector for `https://` endpoints, built from the default settings (Mozilla
+    /// roots) when none were configured.
+    fn tls_connector(&mut self) -> Result<TlsConnector, Error> {
+        if let Some(tls) = &self.tls {
+            return Ok(tls.clone());
+        }
+        let tls = TlsConnector::new(&TlsConfig::default())?;
+        self.tls = Some(tls.clone());
+        Ok(tls)
     }
 }

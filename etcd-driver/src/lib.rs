@@ -12,11 +12,14 @@ mod client;
 mod driver;
 mod runtime;
 mod stream;
+mod tls;
 
 pub use client::Client;
-pub use runtime::{BoxFuture, Runtime};
+pub use runtime::{BoxFuture, BoxIo, Io, Runtime};
+pub use tls::TlsConnector;
 
 pub use etcd_proto_core as core;
 pub use etcd_proto_core::{
-    proto, rpc, CallOptions, Code, Config, Endpoint, Error, EtcdError, EtcdErrorKind, Status,
+    proto, rpc, CallOptions, Code, Config, Credentials, Endpoint, Error, EtcdError, EtcdErrorKind,
+    Status, TlsConfig,
 };

@@ -9,9 +9,10 @@ use bytes::Bytes;
 use etcd_proto_core::{Endpoint, EndpointId, StreamId};
 use h2::client::SendRequest;
 use http::{HeaderMap, Request, StatusCode};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::runtime::Runtime;
+use crate::runtime::{BoxFuture, Runtime};
+use crate::tls::TlsConnector;
 
 /// What connection and stream tasks report.
 pub(crate) enum Input {
@@ -29,6 +30,10 @@ pub(crate) enum Input {
         endpoint: EndpointId,
         generation: u64,
         error: String,
+    },
+    Pong {
+        endpoint: EndpointId,
+        generation: u64,
     },
     Headers {
         stream: StreamId,
@@ -83,19 +88,26 @@ pub(crate) async fn select<A: Future, B: Future>(a: A, b: B) -> Either<A::Output
     .await
 }
 
-/// Connects, runs the HTTP/2 handshake, reports the result, then drives the connection until
-/// it ends or the driver drops `close`.
+/// What the driver tells a connection task. Dropping the sender closes the connection.
+pub(crate) enum ConnCmd {
+    Ping,
+}
+
+/// Connects (TCP, TLS), runs the HTTP/2 handshake and a first PING (so a peer that accepts TCP
+/// but never speaks HTTP/2 is not reported as connected), reports the result, then drives the
+/// connection until it ends or the driver drops the command sender.
 pub(crate) async fn connection_task<R: Runtime>(
     rt: R,
     endpoint: EndpointId,
     generation: u64,
     target: Endpoint,
+    tls: Option<TlsConnector>,
     inbox: mpsc::UnboundedSender<Input>,
-    mut close: oneshot::Receiver<()>,
+    mut cmds: mpsc::UnboundedReceiver<ConnCmd>,
 ) {
     let attempt = async {
         let io = rt
-            .connect(&target)
+            .connect(&target, tls.as_ref())
             .await
             .map_err(|e| format!("connect to {target}: {e}"))?;
         h2::client::Builder::new()
@@ -106,7 +118,10 @@ pub(crate) async fn connection_task<R: Runtime>(
             .await
             .map_err(|e| format!("HTTP/2 handshake with {target}: {e}"))
     };
-    let (send, connection) = match select(attempt, &mut close).await {
+    let closed = async {
+        while cmds.recv().await.is_some() {}
+    };
+    let (send, mut connection) = match select(attempt, closed).await {
         Either::Left(Ok(pair)) => pair,
         Either::Left(Err(error)) => {
             let _ = inbox.send(Input::ConnectFailed {
@@ -116,8 +131,45 @@ pub(crate) async fn connection_task<R: Runtime>(
             });
             return;
         }
-        Either::Right(_) => return,
+        Either::Right(()) => return,
     };
+    let mut ping_pong = connection.ping_pong();
+    let mut connection = pin!(connection);
+    // The first PING: the peer must answer before the connection counts as up.
+    if let Some(pp) = ping_pong.as_mut() {
+        let first = async {
+            loop {
+                match cmds.recv().await {
+                    Some(ConnCmd::Ping) => continue,
+                    None => return,
+                }
+            }
+        };
+        match select(select(pp.ping(h2::Ping::opaque()), connection.as_mut()), first).await {
+            Either::Left(Either::Left(Ok(_))) => {}
+            Either::Left(Either::Left(Err(e))) => {
+                let _ = inbox.send(Input::ConnectFailed {
+                    endpoint,
+                    generation,
+                    error: format!("HTTP/2 handshake with {target}: {e}"),
+                });
+                return;
+            }
+            Either::Left(Either::Right(result)) => {
+                let error = match result {
+                    Ok(()) => format!("{target} closed the connection during the handshake"),
+                    Err(e) => format!("HTTP/2 handshake with {target}: {e}"),
+                };
+                let _ = inbox.send(Input::ConnectFailed {
+                    endpoint,
+                    generation,
+                    error,
+                });
+                return;
+            }
+            Either::Right(()) => return,
+        }
+    }
     if inbox
         .send(Input::Connected {
             endpoint,
@@ -128,16 +180,50 @@ pub(crate) async fn connection_task<R: Runtime>(
     {
         return;
     }
-    if let Either::Left(result) = select(connection, &mut close).await {
-        let error = match result {
-            Ok(()) => "connection closed by the server".to_string(),
-            Err(e) => format!("connection to {target} failed: {e}"),
+    // Drive the connection; answer PING requests one at a time.
+    type PingFuture = BoxFuture<(h2::PingPong, Result<h2::Pong, h2::Error>)>;
+    let mut ping: Option<PingFuture> = None;
+    loop {
+        let cmd_or_pong = async {
+            match ping.as_mut() {
+                Some(p) => Either::Right(p.as_mut().await),
+                None => Either::Left(cmds.recv().await),
+            }
         };
-        let _ = inbox.send(Input::ConnectionLost {
-            endpoint,
-            generation,
-            error,
-        });
+        match select(connection.as_mut(), cmd_or_pong).await {
+            Either::Left(result) => {
+                let error = match result {
+                    Ok(()) => "connection closed by the server".to_string(),
+                    Err(e) => format!("connection to {target} failed: {e}"),
+                };
+                let _ = inbox.send(Input::ConnectionLost {
+                    endpoint,
+                    generation,
+                    error,
+                });
+                return;
+            }
+            Either::Right(Either::Left(None)) => return,
+            Either::Right(Either::Left(Some(ConnCmd::Ping))) => {
+                // One ping at a time: the PingPong travels with the ping and comes back.
+                if let Some(mut pp) = ping_pong.take() {
+                    ping = Some(Box::pin(async move {
+                        let result = pp.ping(h2::Ping::opaque()).await;
+                        (pp, result)
+                    }));
+                }
+            }
+            Either::Right(Either::Right((pp, result))) => {
+                ping = None;
+                ping_pong = Some(pp);
+                if result.is_ok() {
+                    let _ = inbox.send(Input::Pong {
+                        endpoint,
+                        generation,
+                    });
+                }
+            }
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! The call engine: endpoints and their connections, unary calls, deadlines.
+//! The call engine: endpoints and their connections, unary calls, retries, deadlines,
+//! authentication, keepalive and endpoint sync.
 //!
 //! Inputs are method calls (`start_unary`, `cancel`, `handle_*`), outputs are polled
 //! (`poll_transmit`, `poll_event`, `poll_timeout`). See the crate docs for the drain rule.
@@ -7,16 +8,20 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use etcd_proto::etcdserverpb::{AuthenticateRequest, AuthenticateResponse, MemberListRequest, MemberListResponse};
 use http::header::{CONTENT_TYPE, TE, USER_AGENT};
-use http::uri::{Authority, PathAndQuery};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method as HttpMethod, Request, StatusCode, Uri};
+use prost::Message;
 
 use crate::config::Config;
 use crate::endpoint::Endpoint;
-use crate::error::Error;
+use crate::endpoints::{endpoints_from_members, Conn, EndpointState};
+use crate::error::{Error, EtcdErrorKind};
 use crate::grpc::{encode_message, MessageDecoder};
+use crate::retry::{self, Attempt, Decision};
 use crate::rng::Rng;
-use crate::rpc::{Method, UnaryRpc};
+use crate::rpc::{Method, RetryClass, UnaryRpc};
 use crate::status::{encode_timeout, Code, Status};
 
 /// HTTP/2 RST_STREAM code CANCEL, sent when the client gives up on a call.
@@ -24,6 +29,9 @@ pub const RESET_CANCEL: u32 = 8;
 
 /// The `client-api-version` we announce (the etcd API level this client speaks).
 const CLIENT_API_VERSION: &str = "3.5";
+
+/// Deadline of the internal MemberList call behind endpoint sync.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
@@ -42,7 +50,7 @@ id_type!(
     StreamId
 );
 id_type!(
-    /// One configured endpoint (and its connection).
+    /// One endpoint (and its connection).
     EndpointId
 );
 
@@ -55,6 +63,9 @@ pub struct CallOptions {
     pub timeout: Option<Duration>,
     /// Fail at once with `NoLeader` if the member has no leader (`hasleader` metadata).
     pub require_leader: bool,
+    /// Send the call to this endpoint only (for per-member calls such as Status,
+    /// Defragment, HashKV). It need not be one of the configured endpoints.
+    pub endpoint: Option<Endpoint>,
 }
 
 impl CallOptions {
@@ -62,6 +73,14 @@ impl CallOptions {
     pub fn with_timeout(timeout: Duration) -> CallOptions {
         CallOptions {
             timeout: Some(timeout),
+            ..Default::default()
+        }
+    }
+
+    /// Options sending the call to one endpoint.
+    pub fn on_endpoint(endpoint: Endpoint) -> CallOptions {
+        CallOptions {
+            endpoint: Some(endpoint),
             ..Default::default()
         }
     }
@@ -109,6 +128,12 @@ pub enum Transmit {
         /// HTTP/2 error code, usually [`RESET_CANCEL`].
         reason: u32,
     },
+    /// Send an HTTP/2 PING on the endpoint's connection and report the answer with
+    /// [`Core::handle_pong`].
+    Ping {
+        /// Which connection.
+        endpoint: EndpointId,
+    },
     /// Close the endpoint's connection (or abandon the connection attempt).
     Disconnect {
         /// Which endpoint.
@@ -128,24 +153,11 @@ pub enum Event {
         /// The response message or the error.
         result: Result<Bytes, Error>,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Conn {
-    Idle,
-    Connecting { deadline: Instant },
-    Connected,
-    Backoff { until: Instant },
-}
-
-#[derive(Debug)]
-struct EndpointState {
-    id: EndpointId,
-    target: Endpoint,
-    scheme: http::uri::Scheme,
-    authority: Authority,
-    conn: Conn,
-    failures: u32,
+    /// The endpoint list changed (after a sync or [`Core::set_endpoints`]).
+    EndpointsChanged {
+        /// The new list.
+        endpoints: Vec<Endpoint>,
+    },
 }
 
 #[derive(Debug)]
@@ -158,6 +170,7 @@ struct ResponseState {
 #[derive(Debug)]
 enum CallState {
     Waiting,
+    Backoff { until: Instant },
     InFlight {
         stream: StreamId,
         endpoint: EndpointId,
@@ -165,13 +178,48 @@ enum CallState {
     },
 }
 
+/// Who waits for a call's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    User,
+    /// The internal Authenticate call.
+    Auth,
+    /// The internal MemberList call behind sync.
+    Sync,
+}
+
 #[derive(Debug)]
 struct Call {
+    owner: Owner,
     method: Method,
     body: Bytes,
     options: CallOptions,
     deadline: Option<Instant>,
+    attempts: u32,
+    auth_retries: u32,
+    /// The endpoint of the last failed attempt, tried last next time.
+    avoid: Option<EndpointId>,
+    /// The only endpoint this call may use.
+    pinned: Option<EndpointId>,
+    /// Waits for a token before it is sent (all but Authenticate itself).
+    needs_token: bool,
+    /// Token generation the last attempt carried.
+    token_generation: u64,
     state: CallState,
+}
+
+#[derive(Debug)]
+enum Auth {
+    /// No credentials configured.
+    Off,
+    /// A token is needed before the next call.
+    Needed,
+    /// Authenticate is in flight.
+    Fetching,
+    /// Calls carry this token.
+    Ready(HeaderValue),
+    /// The server has auth disabled: calls carry no token.
+    NotEnabled,
 }
 
 /// The sans-IO etcd client core.
@@ -179,68 +227,61 @@ struct Call {
 pub struct Core {
     config: Config,
     endpoints: Vec<EndpointState>,
+    next_endpoint: u64,
     cursor: usize,
     calls: HashMap<CallId, Call>,
     waiting: VecDeque<CallId>,
     streams: HashMap<StreamId, CallId>,
     deadlines: BTreeSet<(Instant, CallId)>,
+    backoffs: BTreeSet<(Instant, CallId)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     next_call: u64,
     next_stream: u64,
     rng: Rng,
-    token: Option<HeaderValue>,
+    auth: Auth,
+    token_generation: u64,
+    next_sync: Option<Instant>,
+    sync_in_flight: bool,
     user_agent: HeaderValue,
     closed: bool,
 }
 
 impl Core {
-    /// A core for this configuration. Nothing happens until a call is started.
-    pub fn new(config: Config) -> Result<Core, Error> {
+    /// A core for this configuration, created at `now` (the core never reads a clock).
+    /// Nothing is sent until a call starts.
+    pub fn new(config: Config, now: Instant) -> Result<Core, Error> {
         config.validate()?;
-        let endpoints = config
-            .endpoints
-            .iter()
-            .enumerate()
-            .map(|(i, ep)| {
-                let authority = Authority::try_from(ep.authority().as_str()).map_err(|e| {
-                    Error::InvalidConfig(format!("endpoint {ep}: invalid authority: {e}"))
-                })?;
-                let scheme = match ep.scheme {
-                    crate::endpoint::Scheme::Http => http::uri::Scheme::HTTP,
-                    crate::endpoint::Scheme::Https => http::uri::Scheme::HTTPS,
-                };
-                Ok(EndpointState {
-                    id: EndpointId(i as u64),
-                    target: ep.clone(),
-                    scheme,
-                    authority,
-                    conn: Conn::Idle,
-                    failures: 0,
-                })
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
-        let rng = Rng::new(config.seed);
-        Ok(Core {
-            config,
-            endpoints,
+        let mut core = Core {
+            endpoints: Vec::new(),
+            next_endpoint: 0,
             cursor: 0,
             calls: HashMap::new(),
             waiting: VecDeque::new(),
             streams: HashMap::new(),
             deadlines: BTreeSet::new(),
+            backoffs: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next_call: 0,
             next_stream: 0,
-            rng,
-            token: None,
-            user_agent: HeaderValue::from_static(concat!(
-                "etcd-rs/",
-                env!("CARGO_PKG_VERSION")
-            )),
+            rng: Rng::new(config.seed),
+            auth: if config.credentials.is_some() {
+                Auth::Needed
+            } else {
+                Auth::Off
+            },
+            token_generation: 0,
+            next_sync: config.auto_sync_interval.map(|i| now + i),
+            sync_in_flight: false,
+            user_agent: HeaderValue::from_static(concat!("etcd-rs/", env!("CARGO_PKG_VERSION"))),
             closed: false,
-        })
+            config,
+        };
+        for target in core.config.endpoints.clone() {
+            core.add_endpoint(target, false, now)?;
+        }
+        Ok(core)
     }
 
     /// The configuration.
@@ -248,15 +289,59 @@ impl Core {
         &self.config
     }
 
-    /// Sets (or clears) the auth token sent as `token` metadata on every new stream.
-    pub fn set_token(&mut self, token: Option<&str>) -> Result<(), Error> {
-        self.token = match token {
-            None => None,
-            Some(t) => Some(HeaderValue::from_str(t).map_err(|_| {
-                Error::Protocol("auth token is not a valid header value".into())
-            })?),
-        };
+    /// The endpoints calls are balanced over.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.endpoints
+            .iter()
+            .filter(|e| !e.pinned_only)
+            .map(|e| e.target.clone())
+            .collect()
+    }
+
+    /// Replaces the endpoint list. Connections to endpoints that stay are kept; removed
+    /// endpoints are disconnected, and calls in flight there are retried elsewhere when
+    /// their class allows it.
+    pub fn set_endpoints(&mut self, endpoints: Vec<Endpoint>, now: Instant) -> Result<(), Error> {
+        if endpoints.is_empty() {
+            return Err(Error::InvalidConfig("no endpoints given".into()));
+        }
+        let removed: Vec<EndpointId> = self
+            .endpoints
+            .iter()
+            .filter(|e| !e.pinned_only && !endpoints.contains(&e.target))
+            .map(|e| e.id)
+            .collect();
+        for target in &endpoints {
+            match self.endpoints.iter_mut().find(|e| &e.target == target) {
+                Some(existing) => existing.pinned_only = false,
+                None => {
+                    self.add_endpoint(target.clone(), false, now)?;
+                }
+            }
+        }
+        for id in removed {
+            let pinned_calls = self.calls.values().any(|c| c.pinned == Some(id));
+            if pinned_calls {
+                // Calls were sent to it explicitly: keep it for them only.
+                if let Some(ep) = self.endpoint_mut(id) {
+                    ep.pinned_only = true;
+                }
+                continue;
+            }
+            self.drop_endpoint(id, "endpoint removed from the list", now);
+        }
+        self.config.endpoints = endpoints.clone();
+        self.cursor = 0;
+        self.events.push_back(Event::EndpointsChanged { endpoints });
+        self.dispatch(now);
         Ok(())
+    }
+
+    /// Refreshes the endpoint list from the cluster's member list (started, non-learner
+    /// members), as Go's `Sync`. The result arrives as [`Event::EndpointsChanged`].
+    pub fn sync(&mut self, now: Instant) {
+        self.start_sync(now);
+        self.dispatch(now);
     }
 
     /// Starts a unary call. Local validation and the send size limit are checked here, so an
@@ -271,44 +356,22 @@ impl Core {
             return Err(Error::ClientClosed);
         }
         let request = rpc.into_request()?;
-        let body = encode_message(&request, self.config.max_send_message_size)?;
-        let id = CallId(self.next_call);
-        self.next_call += 1;
-        let deadline = options
-            .timeout
-            .or(self.config.default_timeout)
-            .map(|t| now + t);
-        if let Some(d) = deadline {
-            self.deadlines.insert((d, id));
-        }
-        self.calls.insert(
-            id,
-            Call {
-                method: R::METHOD,
-                body,
-                options,
-                deadline,
-                state: CallState::Waiting,
-            },
-        );
-        self.waiting.push_back(id);
-        self.dispatch(now);
-        Ok(id)
+        self.start_call(Owner::User, R::METHOD, &request, options, now)
     }
 
     /// Cancels a call: its stream is reset and it finishes with [`Error::Cancelled`]. Unknown
     /// or finished calls are ignored.
-    pub fn cancel(&mut self, call: CallId, _now: Instant) {
-        self.finish(call, Err(Error::Cancelled));
+    pub fn cancel(&mut self, call: CallId, now: Instant) {
+        self.finish(call, Err(Error::Cancelled), now);
     }
 
     /// Closes the client: every call fails with [`Error::ClientClosed`] and every connection
     /// is dropped.
-    pub fn close(&mut self, _now: Instant) {
+    pub fn close(&mut self, now: Instant) {
         self.closed = true;
         let ids: Vec<CallId> = self.calls.keys().copied().collect();
         for id in ids {
-            self.finish(id, Err(Error::ClientClosed));
+            self.finish(id, Err(Error::ClientClosed), now);
         }
         for ep in &mut self.endpoints {
             if matches!(ep.conn, Conn::Connected | Conn::Connecting { .. }) {
@@ -317,9 +380,10 @@ impl Core {
             }
             ep.conn = Conn::Idle;
         }
+        self.next_sync = None;
     }
 
-    /// Number of calls not yet finished.
+    /// Number of calls not yet finished (internal ones included).
     pub fn calls_in_progress(&self) -> usize {
         self.calls.len()
     }
@@ -329,7 +393,9 @@ impl Core {
         if let Some(ep) = self.endpoint_mut(endpoint) {
             if matches!(ep.conn, Conn::Connecting { .. }) {
                 ep.conn = Conn::Connected;
-                ep.failures = 0;
+                ep.connect_failures = 0;
+                ep.last_activity = now;
+                ep.ping_deadline = None;
             }
         }
         self.dispatch(now);
@@ -340,41 +406,25 @@ impl Core {
         let _ = reason;
         if let Some(idx) = self.endpoint_index(endpoint) {
             if matches!(self.endpoints[idx].conn, Conn::Connecting { .. }) {
-                self.backoff(idx, now);
+                self.connect_backoff(idx, now);
             }
         }
         self.dispatch(now);
     }
 
-    /// The connection to `endpoint` closed or broke. Calls in flight on it fail with a
-    /// transport error that says the request was sent.
+    /// The connection to `endpoint` closed or broke. Calls in flight on it are retried when
+    /// their class allows it, or fail with a transport error saying the request was sent.
     pub fn handle_connection_lost(&mut self, endpoint: EndpointId, reason: &str, now: Instant) {
-        let Some(idx) = self.endpoint_index(endpoint) else {
-            return;
-        };
-        match self.endpoints[idx].conn {
-            Conn::Connecting { .. } => self.backoff(idx, now),
-            Conn::Connected => self.endpoints[idx].conn = Conn::Idle,
-            _ => {}
-        }
-        let lost: Vec<CallId> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| {
-                matches!(c.state, CallState::InFlight { endpoint: e, .. } if e == endpoint)
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in lost {
-            self.finish_quietly(
-                id,
-                Err(Error::Transport {
-                    message: format!("connection lost: {reason}"),
-                    request_sent: true,
-                }),
-            );
-        }
+        self.connection_lost(endpoint, &format!("connection lost: {reason}"), now);
         self.dispatch(now);
+    }
+
+    /// The answer to a [`Transmit::Ping`] arrived.
+    pub fn handle_pong(&mut self, endpoint: EndpointId, now: Instant) {
+        if let Some(ep) = self.endpoint_mut(endpoint) {
+            ep.ping_deadline = None;
+            ep.last_activity = now;
+        }
     }
 
     /// Response headers arrived on a stream (`end_stream`: a trailers-only response).
@@ -386,7 +436,7 @@ impl Core {
         end_stream: bool,
         now: Instant,
     ) {
-        let Some(call) = self.call_of_stream(stream) else {
+        let Some(call) = self.call_of_stream(stream, now) else {
             return;
         };
         if let Some(response) = self.response_mut(call) {
@@ -399,7 +449,7 @@ impl Core {
 
     /// Response bytes arrived on a stream (any split).
     pub fn handle_data(&mut self, stream: StreamId, data: Bytes, end_stream: bool, now: Instant) {
-        let Some(call) = self.call_of_stream(stream) else {
+        let Some(call) = self.call_of_stream(stream, now) else {
             return;
         };
         let outcome = {
@@ -429,7 +479,8 @@ impl Core {
             outcome
         };
         if let Err(e) = outcome {
-            self.finish(call, Err(e));
+            self.finish(call, Err(e), now);
+            self.dispatch(now);
         } else if end_stream {
             // The stream ended without trailers: the status comes from the HTTP status.
             self.complete(call, None, now);
@@ -438,14 +489,14 @@ impl Core {
 
     /// Trailers arrived: the call's outcome is known.
     pub fn handle_trailers(&mut self, stream: StreamId, trailers: &HeaderMap, now: Instant) {
-        if let Some(call) = self.call_of_stream(stream) {
+        if let Some(call) = self.call_of_stream(stream, now) {
             self.complete(call, Some(trailers), now);
         }
     }
 
     /// The peer reset a stream with this HTTP/2 error code.
     pub fn handle_stream_reset(&mut self, stream: StreamId, reason: u32, now: Instant) {
-        let Some(call) = self.call_of_stream(stream) else {
+        let Some(call) = self.call_of_stream(stream, now) else {
             return;
         };
         let code = Code::from_reset_reason(reason);
@@ -461,7 +512,7 @@ impl Core {
                 format!("stream reset by the server (HTTP/2 error code {reason})"),
             ))
         };
-        self.finish_quietly(call, Err(error));
+        self.attempt_failed(call, error, now);
         self.dispatch(now);
     }
 
@@ -475,20 +526,26 @@ impl Core {
         request_sent: bool,
         now: Instant,
     ) {
-        let Some(call) = self.call_of_stream(stream) else {
+        let Some(call) = self.streams.get(&stream).copied() else {
             return;
         };
-        self.finish_quietly(
-            call,
-            Err(Error::Transport {
-                message: reason.to_string(),
-                request_sent,
-            }),
-        );
+        let error = Error::Transport {
+            message: reason.to_string(),
+            request_sent,
+        };
+        if let Some(CallState::InFlight { endpoint, .. }) = self.calls.get(&call).map(|c| &c.state) {
+            let endpoint = *endpoint;
+            let (threshold, cooldown) = (self.config.breaker_threshold, self.config.breaker_cooldown);
+            if let Some(ep) = self.endpoint_mut(endpoint) {
+                ep.transport_failure(now, threshold, cooldown);
+            }
+        }
+        self.attempt_failed(call, error, now);
         self.dispatch(now);
     }
 
-    /// Time has advanced to `now`: expire deadlines, connection attempts and backoffs.
+    /// Time has advanced to `now`: expire deadlines, backoffs, connection attempts and
+    /// keepalive pings; start due pings and syncs.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(&(at, call)) = self.deadlines.first() {
             if at > now {
@@ -499,19 +556,47 @@ impl Core {
                 self.calls.get(&call).map(|c| &c.state),
                 Some(CallState::InFlight { .. })
             );
-            self.finish(call, Err(Error::DeadlineExceeded { request_sent }));
+            self.finish(call, Err(Error::DeadlineExceeded { request_sent }), now);
         }
+        while let Some(&(at, call)) = self.backoffs.first() {
+            if at > now {
+                break;
+            }
+            self.backoffs.pop_first();
+            if let Some(c) = self.calls.get_mut(&call) {
+                if matches!(c.state, CallState::Backoff { .. }) {
+                    c.state = CallState::Waiting;
+                    self.waiting.push_back(call);
+                }
+            }
+        }
+        let interval = self.config.keepalive_interval;
+        let timeout = self.config.keepalive_timeout;
         for idx in 0..self.endpoints.len() {
+            let id = self.endpoints[idx].id;
             match self.endpoints[idx].conn {
                 Conn::Connecting { deadline } if deadline <= now => {
-                    let id = self.endpoints[idx].id;
-                    self.transmits
-                        .push_back(Transmit::Disconnect { endpoint: id });
-                    self.backoff(idx, now);
+                    self.transmits.push_back(Transmit::Disconnect { endpoint: id });
+                    self.connect_backoff(idx, now);
                 }
                 Conn::Backoff { until } if until <= now => self.endpoints[idx].conn = Conn::Idle,
+                Conn::Connected => {
+                    let ep = &mut self.endpoints[idx];
+                    if ep.ping_deadline.is_some_and(|d| d <= now) {
+                        self.transmits.push_back(Transmit::Disconnect { endpoint: id });
+                        self.connection_lost(id, "keepalive ping unanswered", now);
+                    } else if ep.ping_due(interval).is_some_and(|due| due <= now) {
+                        ep.ping_deadline = Some(now + timeout);
+                        ep.last_activity = now;
+                        self.transmits.push_back(Transmit::Ping { endpoint: id });
+                    }
+                }
                 _ => {}
             }
+        }
+        if self.next_sync.is_some_and(|at| at <= now) {
+            self.next_sync = self.config.auto_sync_interval.map(|i| now + i);
+            self.start_sync(now);
         }
         self.dispatch(now);
     }
@@ -531,20 +616,45 @@ impl Core {
     /// When [`Core::handle_timeout`] must be called next (`None`: nothing is timed).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut next = self.deadlines.first().map(|(at, _)| *at);
         let waiting = !self.waiting.is_empty();
-        for ep in &self.endpoints {
-            let at = match ep.conn {
+        let interval = self.config.keepalive_interval;
+        let endpoint_timers = self.endpoints.iter().flat_map(|ep| {
+            let conn = match ep.conn {
                 Conn::Connecting { deadline } => Some(deadline),
                 Conn::Backoff { until } if waiting => Some(until),
                 _ => None,
             };
-            next = match (next, at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let breaker = ep.breaker_until.filter(|_| waiting);
+            [conn, breaker, ep.ping_deadline, ep.ping_due(interval)]
+        });
+        [
+            self.deadlines.first().map(|(at, _)| *at),
+            self.backoffs.first().map(|(at, _)| *at),
+            self.next_sync,
+        ]
+        .into_iter()
+        .chain(endpoint_timers)
+        .flatten()
+        .min()
+    }
+
+    fn add_endpoint(&mut self, target: Endpoint, pinned_only: bool, now: Instant) -> Result<EndpointId, Error> {
+        let id = EndpointId(self.next_endpoint);
+        self.next_endpoint += 1;
+        self.endpoints
+            .push(EndpointState::new(id, target, pinned_only, now)?);
+        Ok(id)
+    }
+
+    fn drop_endpoint(&mut self, id: EndpointId, reason: &str, now: Instant) {
+        let Some(idx) = self.endpoint_index(id) else {
+            return;
+        };
+        if matches!(self.endpoints[idx].conn, Conn::Connected | Conn::Connecting { .. }) {
+            self.transmits.push_back(Transmit::Disconnect { endpoint: id });
         }
-        next
+        self.fail_in_flight(id, reason, now);
+        self.endpoints.remove(idx);
     }
 
     fn endpoint_index(&self, id: EndpointId) -> Option<usize> {
@@ -555,8 +665,16 @@ impl Core {
         self.endpoints.iter_mut().find(|e| e.id == id)
     }
 
-    fn call_of_stream(&self, stream: StreamId) -> Option<CallId> {
-        self.streams.get(&stream).copied()
+    /// The call a stream belongs to; notes activity on the stream's connection.
+    fn call_of_stream(&mut self, stream: StreamId, now: Instant) -> Option<CallId> {
+        let call = *self.streams.get(&stream)?;
+        if let Some(CallState::InFlight { endpoint, .. }) = self.calls.get(&call).map(|c| &c.state) {
+            let endpoint = *endpoint;
+            if let Some(ep) = self.endpoint_mut(endpoint) {
+                ep.last_activity = now;
+            }
+        }
+        Some(call)
     }
 
     fn response_mut(&mut self, call: CallId) -> Option<&mut ResponseState> {
@@ -566,80 +684,328 @@ impl Core {
         }
     }
 
-    fn backoff(&mut self, idx: usize, now: Instant) {
+    fn start_call<M: Message>(
+        &mut self,
+        owner: Owner,
+        method: Method,
+        request: &M,
+        options: CallOptions,
+        now: Instant,
+    ) -> Result<CallId, Error> {
+        let body = encode_message(request, self.config.max_send_message_size)?;
+        let pinned = match &options.endpoint {
+            None => None,
+            Some(target) => Some(match self.endpoints.iter().find(|e| &e.target == target) {
+                Some(ep) => ep.id,
+                None => self.add_endpoint(target.clone(), true, now)?,
+            }),
+        };
+        let id = CallId(self.next_call);
+        self.next_call += 1;
+        let timeout = match owner {
+            Owner::User => options.timeout.or(self.config.default_timeout),
+            Owner::Auth => Some(options.timeout.unwrap_or(self.config.auth_timeout)),
+            Owner::Sync => Some(options.timeout.unwrap_or(SYNC_TIMEOUT)),
+        };
+        let deadline = timeout.map(|t| now + t);
+        if let Some(d) = deadline {
+            self.deadlines.insert((d, id));
+        }
+        self.calls.insert(
+            id,
+            Call {
+                owner,
+                method,
+                body,
+                options,
+                deadline,
+                attempts: 0,
+                auth_retries: 0,
+                avoid: None,
+                pinned,
+                needs_token: owner != Owner::Auth,
+                token_generation: 0,
+                state: CallState::Waiting,
+            },
+        );
+        self.waiting.push_back(id);
+        self.dispatch(now);
+        Ok(id)
+    }
+
+    fn start_sync(&mut self, now: Instant) {
+        if self.sync_in_flight || self.closed {
+            return;
+        }
+        let method = Method {
+            path: "/etcdserverpb.Cluster/MemberList",
+            retry: RetryClass::Repeatable,
+        };
+        let request = MemberListRequest { linearizable: true };
+        if self
+            .start_call(Owner::Sync, method, &request, CallOptions::default(), now)
+            .is_ok()
+        {
+            self.sync_in_flight = true;
+        }
+    }
+
+    fn start_auth(&mut self, now: Instant) {
+        let Some(creds) = self.config.credentials.clone() else {
+            return;
+        };
+        // Authenticating twice only mints two tokens: safe to retry like a read.
+        let method = Method {
+            path: "/etcdserverpb.Auth/Authenticate",
+            retry: RetryClass::Repeatable,
+        };
+        let request = AuthenticateRequest {
+            name: creds.user,
+            password: creds.password,
+        };
+        self.auth = Auth::Fetching;
+        if let Err(e) = self.start_call(Owner::Auth, method, &request, CallOptions::default(), now) {
+            self.auth = Auth::Needed;
+            self.fail_token_waiters(e, now);
+        }
+    }
+
+    fn connect_backoff(&mut self, idx: usize, now: Instant) {
+        let (threshold, cooldown) = (self.config.breaker_threshold, self.config.breaker_cooldown);
+        let jitter = 0.8 + 0.4 * self.rng.next_f64();
         let ep = &mut self.endpoints[idx];
-        let exp = ep.failures.min(16);
-        ep.failures = ep.failures.saturating_add(1);
+        let exp = ep.connect_failures.min(16);
+        ep.connect_failures = ep.connect_failures.saturating_add(1);
+        ep.transport_failure(now, threshold, cooldown);
         let base = self
             .config
             .reconnect_backoff_min
             .saturating_mul(1u32 << exp)
             .min(self.config.reconnect_backoff_max);
         // +-20% jitter so that many clients do not reconnect in lockstep.
-        let jitter = 0.8 + 0.4 * self.rng.next_f64();
         ep.conn = Conn::Backoff {
             until: now + base.mul_f64(jitter),
         };
     }
 
-    /// Sends waiting calls to connected endpoints, connecting one if none is.
-    fn dispatch(&mut self, now: Instant) {
-        while let Some(&id) = self.waiting.front() {
-            if !matches!(
-                self.calls.get(&id).map(|c| &c.state),
-                Some(CallState::Waiting)
-            ) {
-                self.waiting.pop_front();
-                continue;
+    /// A connection is gone: mark it, count the failure, and deal with its calls.
+    fn connection_lost(&mut self, endpoint: EndpointId, reason: &str, now: Instant) {
+        let Some(idx) = self.endpoint_index(endpoint) else {
+            return;
+        };
+        match self.endpoints[idx].conn {
+            Conn::Connecting { .. } => self.connect_backoff(idx, now),
+            Conn::Connected => {
+                let (threshold, cooldown) =
+                    (self.config.breaker_threshold, self.config.breaker_cooldown);
+                let ep = &mut self.endpoints[idx];
+                ep.conn = Conn::Idle;
+                ep.ping_deadline = None;
+                ep.transport_failure(now, threshold, cooldown);
             }
-            let Some(idx) = self.pick_connected() else {
-                self.ensure_connecting(now);
-                return;
-            };
-            self.waiting.pop_front();
-            self.open_stream(id, idx, now);
+            _ => {}
+        }
+        self.fail_in_flight(endpoint, reason, now);
+    }
+
+    fn fail_in_flight(&mut self, endpoint: EndpointId, reason: &str, now: Instant) {
+        let lost: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                matches!(c.state, CallState::InFlight { endpoint: e, .. } if e == endpoint)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            self.attempt_failed(
+                id,
+                Error::Transport {
+                    message: reason.to_string(),
+                    request_sent: true,
+                },
+                now,
+            );
         }
     }
 
-    fn pick_connected(&mut self) -> Option<usize> {
+    /// Takes a call off its stream (the stream is over or abandoned).
+    fn detach(&mut self, id: CallId) -> Option<EndpointId> {
+        let call = self.calls.get_mut(&id)?;
+        let state = std::mem::replace(&mut call.state, CallState::Waiting);
+        match state {
+            CallState::InFlight { stream, endpoint, .. } => {
+                self.streams.remove(&stream);
+                if let Some(ep) = self.endpoint_mut(endpoint) {
+                    ep.active_streams = ep.active_streams.saturating_sub(1);
+                }
+                Some(endpoint)
+            }
+            other => {
+                call.state = other;
+                None
+            }
+        }
+    }
+
+    /// An attempt failed: retry it or finish the call, as the retry policy says.
+    fn attempt_failed(&mut self, id: CallId, error: Error, now: Instant) {
+        let endpoint = self.detach(id);
+        let endpoints = self.endpoints.iter().filter(|e| !e.pinned_only).count();
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let attempt = Attempt {
+            class: call.method.retry,
+            attempts: call.attempts,
+            max_attempts: self.config.max_attempts,
+            endpoints,
+            has_credentials: self.config.credentials.is_some(),
+            auth_retries: call.auth_retries,
+        };
+        match retry::decide(attempt, &error) {
+            Decision::Fail => self.finish_quietly(id, Err(error), now),
+            Decision::Retry { refresh_token } => {
+                let pause = retry::backoff(
+                    call.attempts,
+                    endpoints,
+                    self.config.retry_wait_between,
+                    self.config.retry_jitter,
+                    &mut self.rng,
+                );
+                let used_generation = call.token_generation;
+                if refresh_token && used_generation == self.token_generation {
+                    // The token this call carried is the current one: it is bad.
+                    self.auth = Auth::Needed;
+                }
+                let call = self.calls.get_mut(&id).expect("checked above");
+                if refresh_token {
+                    call.auth_retries += 1;
+                }
+                call.avoid = endpoint;
+                if pause.is_zero() {
+                    call.state = CallState::Waiting;
+                    self.waiting.push_back(id);
+                } else {
+                    let until = now + pause;
+                    call.state = CallState::Backoff { until };
+                    self.backoffs.insert((until, id));
+                }
+            }
+        }
+    }
+
+    /// Sends waiting calls to connected endpoints, connecting endpoints as needed.
+    fn dispatch(&mut self, now: Instant) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let token_ready = matches!(self.auth, Auth::Off | Auth::Ready(_) | Auth::NotEnabled);
+        if matches!(self.auth, Auth::Needed)
+            && self
+                .waiting
+                .iter()
+                .any(|id| self.calls.get(id).is_some_and(|c| c.needs_token))
+        {
+            self.start_auth(now);
+        }
+        let queue = std::mem::take(&mut self.waiting);
+        let mut still_waiting = VecDeque::with_capacity(queue.len());
+        let mut want_connect = false;
+        let mut want_pinned = Vec::new();
+        for id in queue {
+            let Some(call) = self.calls.get(&id) else {
+                continue;
+            };
+            if !matches!(call.state, CallState::Waiting) {
+                continue;
+            }
+            if call.needs_token && !token_ready {
+                still_waiting.push_back(id);
+                continue;
+            }
+            let target = match call.pinned {
+                Some(pinned) => self
+                    .endpoint_index(pinned)
+                    .filter(|&i| self.endpoints[i].conn == Conn::Connected)
+                    .ok_or(Some(pinned)),
+                None => self.pick_connected(call.avoid, now).ok_or(None),
+            };
+            match target {
+                Ok(idx) => self.open_stream(id, idx, now),
+                Err(pinned) => {
+                    match pinned {
+                        Some(p) => want_pinned.push(p),
+                        None => want_connect = true,
+                    }
+                    still_waiting.push_back(id);
+                }
+            }
+        }
+        // Calls queued meanwhile (by finishing or retrying) go after the ones kept.
+        still_waiting.extend(self.waiting.drain(..));
+        self.waiting = still_waiting;
+        if want_connect {
+            self.ensure_connecting(now);
+        }
+        for id in want_pinned {
+            if let Some(idx) = self.endpoint_index(id) {
+                self.connect_if_idle(idx, now);
+            }
+        }
+    }
+
+    /// Round robin over connected endpoints, skipping `avoid` and endpoints whose breaker is
+    /// open unless nothing else is left.
+    fn pick_connected(&mut self, avoid: Option<EndpointId>, now: Instant) -> Option<usize> {
         let n = self.endpoints.len();
-        for i in 0..n {
-            let idx = (self.cursor + i) % n;
-            if self.endpoints[idx].conn == Conn::Connected {
-                self.cursor = (idx + 1) % n;
-                return Some(idx);
+        for pass in 0..3 {
+            for i in 0..n {
+                let idx = (self.cursor + i) % n;
+                let ep = &self.endpoints[idx];
+                let usable = ep.conn == Conn::Connected
+                    && !ep.pinned_only
+                    && (pass >= 1 || Some(ep.id) != avoid)
+                    && (pass >= 2 || ep.breaker_closed(now));
+                if usable {
+                    self.cursor = (idx + 1) % n;
+                    return Some(idx);
+                }
             }
         }
         None
     }
 
+    /// Connects every endpoint that may serve calls and is not connected or connecting.
     fn ensure_connecting(&mut self, now: Instant) {
-        if self
+        let any_closed_breaker = self
             .endpoints
             .iter()
-            .any(|e| matches!(e.conn, Conn::Connecting { .. }))
-        {
-            return;
-        }
-        let n = self.endpoints.len();
-        for i in 0..n {
-            let idx = (self.cursor + i) % n;
-            let ready = match self.endpoints[idx].conn {
-                Conn::Idle => true,
-                Conn::Backoff { until } => until <= now,
-                _ => false,
-            };
-            if ready {
-                let ep = &mut self.endpoints[idx];
-                ep.conn = Conn::Connecting {
-                    deadline: now + self.config.connect_timeout,
-                };
-                self.transmits.push_back(Transmit::Connect {
-                    endpoint: ep.id,
-                    target: ep.target.clone(),
-                });
-                return;
+            .any(|e| !e.pinned_only && e.breaker_closed(now));
+        for idx in 0..self.endpoints.len() {
+            let ep = &self.endpoints[idx];
+            if ep.pinned_only || (any_closed_breaker && !ep.breaker_closed(now)) {
+                continue;
             }
+            self.connect_if_idle(idx, now);
+        }
+    }
+
+    fn connect_if_idle(&mut self, idx: usize, now: Instant) {
+        let ep = &mut self.endpoints[idx];
+        let ready = match ep.conn {
+            Conn::Idle => true,
+            Conn::Backoff { until } => until <= now,
+            _ => false,
+        };
+        if ready {
+            ep.conn = Conn::Connecting {
+                deadline: now + self.config.connect_timeout,
+            };
+            self.transmits.push_back(Transmit::Connect {
+                endpoint: ep.id,
+                target: ep.target.clone(),
+            });
         }
     }
 
@@ -649,14 +1015,15 @@ impl Core {
         };
         let timeout = match call.deadline {
             Some(d) if d <= now => {
-                self.finish(id, Err(Error::DeadlineExceeded { request_sent: false }));
+                self.finish(id, Err(Error::DeadlineExceeded { request_sent: false }), now);
                 return;
             }
             Some(d) => Some(d - now),
             None => None,
         };
+        let with_token = call.needs_token;
         let ep = &self.endpoints[idx];
-        let request = self.request_head(ep, call.method.path, &call.options, timeout);
+        let request = self.request_head(ep, call.method.path, &call.options, timeout, with_token);
         let stream = StreamId(self.next_stream);
         self.next_stream += 1;
         let body = call.body.clone();
@@ -669,8 +1036,12 @@ impl Core {
             end_stream: true,
         });
         self.streams.insert(stream, id);
+        self.endpoints[idx].active_streams += 1;
         let limit = self.config.max_receive_message_size;
+        let generation = self.token_generation;
         if let Some(call) = self.calls.get_mut(&id) {
+            call.attempts += 1;
+            call.token_generation = generation;
             call.state = CallState::InFlight {
                 stream,
                 endpoint,
@@ -689,6 +1060,7 @@ impl Core {
         path: &'static str,
         options: &CallOptions,
         timeout: Option<Duration>,
+        with_token: bool,
     ) -> Request<()> {
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(ep.scheme.clone());
@@ -709,7 +1081,7 @@ impl Core {
             "client-api-version",
             HeaderValue::from_static(CLIENT_API_VERSION),
         );
-        if let Some(token) = &self.token {
+        if let (true, Auth::Ready(token)) = (with_token, &self.auth) {
             headers.insert("token", token.clone());
         }
         if options.require_leader {
@@ -721,12 +1093,14 @@ impl Core {
     /// The response ended (trailers, trailers-only headers, or end of stream without
     /// trailers): decide the outcome.
     fn complete(&mut self, id: CallId, trailers: Option<&HeaderMap>, now: Instant) {
-        let result = {
+        let (result, answered) = {
             let Some(response) = self.response_mut(id) else {
                 return;
             };
             let http_status = response.http_status.unwrap_or(StatusCode::OK);
-            let status = trailers.and_then(Status::from_headers).unwrap_or_else(|| {
+            let status = trailers.and_then(Status::from_headers);
+            let answered = status.is_some();
+            let status = status.unwrap_or_else(|| {
                 let code = if http_status == StatusCode::OK {
                     Code::Unknown
                 } else {
@@ -737,7 +1111,7 @@ impl Core {
                     format!("response without grpc-status (HTTP status {http_status})"),
                 )
             });
-            if !status.is_ok() {
+            let result = if !status.is_ok() {
                 Err(Error::from_status(status))
             } else if let Err(e) = response.decoder.finish() {
                 Err(e.into())
@@ -748,35 +1122,112 @@ impl Core {
                         "unary call ended with OK but without a response message".into(),
                     )),
                 }
-            }
+            };
+            (result, answered)
         };
         // The stream is over; no reset needed.
-        self.finish_quietly(id, result);
+        let endpoint = self.detach(id);
+        if answered {
+            if let Some(ep) = endpoint.and_then(|e| self.endpoint_mut(e)) {
+                ep.success();
+            }
+        }
+        match result {
+            Ok(msg) => self.finish_quietly(id, Ok(msg), now),
+            Err(e) => self.attempt_failed(id, e, now),
+        }
         self.dispatch(now);
     }
 
     /// Finishes a call and resets its stream if it is still open.
-    fn finish(&mut self, id: CallId, result: Result<Bytes, Error>) {
+    fn finish(&mut self, id: CallId, result: Result<Bytes, Error>, now: Instant) {
         if let Some(CallState::InFlight { stream, .. }) = self.calls.get(&id).map(|c| &c.state) {
             self.transmits.push_back(Transmit::ResetStream {
                 stream: *stream,
                 reason: RESET_CANCEL,
             });
         }
-        self.finish_quietly(id, result);
+        self.finish_quietly(id, result, now);
     }
 
-    /// Finishes a call whose stream is already over.
-    fn finish_quietly(&mut self, id: CallId, result: Result<Bytes, Error>) {
+    /// Finishes a call whose stream is over (or was reset by [`Core::finish`]).
+    fn finish_quietly(&mut self, id: CallId, result: Result<Bytes, Error>, now: Instant) {
+        self.detach(id);
         let Some(call) = self.calls.remove(&id) else {
             return;
         };
         if let Some(d) = call.deadline {
             self.deadlines.remove(&(d, id));
         }
-        if let CallState::InFlight { stream, .. } = call.state {
-            self.streams.remove(&stream);
+        if let CallState::Backoff { until } = call.state {
+            self.backoffs.remove(&(until, id));
         }
-        self.events.push_back(Event::CallFinished { call: id, result });
+        match call.owner {
+            Owner::User => self.events.push_back(Event::CallFinished { call: id, result }),
+            Owner::Auth => self.auth_finished(result, now),
+            Owner::Sync => self.sync_finished(result, now),
+        }
+    }
+
+    fn auth_finished(&mut self, result: Result<Bytes, Error>, now: Instant) {
+        let outcome = result.and_then(|body| {
+            AuthenticateResponse::decode(body)
+                .map_err(|e| Error::Protocol(format!("undecodable Authenticate response: {e}")))
+        });
+        match outcome {
+            Ok(resp) => match HeaderValue::from_str(&resp.token) {
+                Ok(mut token) => {
+                    token.set_sensitive(true);
+                    self.token_generation += 1;
+                    self.auth = Auth::Ready(token);
+                }
+                Err(_) => {
+                    self.auth = Auth::Needed;
+                    let e = Error::Protocol("the server sent an auth token that is not a valid header value".into());
+                    self.fail_token_waiters(e, now);
+                }
+            },
+            Err(e) if e.etcd_kind() == Some(EtcdErrorKind::AuthNotEnabled) => {
+                self.token_generation += 1;
+                self.auth = Auth::NotEnabled;
+            }
+            Err(e) => {
+                self.auth = Auth::Needed;
+                self.fail_token_waiters(e, now);
+            }
+        }
+    }
+
+    /// Authentication failed: calls waiting for a token get its error (the next call starts
+    /// a new attempt).
+    fn fail_token_waiters(&mut self, error: Error, now: Instant) {
+        let waiters: Vec<CallId> = self
+            .waiting
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.calls
+                    .get(id)
+                    .is_some_and(|c| c.needs_token && matches!(c.state, CallState::Waiting))
+            })
+            .collect();
+        for id in waiters {
+            self.finish_quietly(id, Err(error.clone()), now);
+        }
+    }
+
+    fn sync_finished(&mut self, result: Result<Bytes, Error>, now: Instant) {
+        self.sync_in_flight = false;
+        let Ok(body) = result else {
+            // A failed sync keeps the current list; the next tick tries again.
+            return;
+        };
+        let Ok(resp) = MemberListResponse::decode(body) else {
+            return;
+        };
+        let endpoints = endpoints_from_members(&resp.members);
+        if !endpoints.is_empty() && endpoints != self.endpoints() {
+            let _ = self.set_endpoints(endpoints, now);
+        }
     }
 }

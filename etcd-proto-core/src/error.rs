@@ -161,6 +161,42 @@ pub enum InvalidRequest {
     /// A request field holds a value the server cannot accept.
     #[error("{0}")]
     Invalid(String),
+    /// A lease grant asked for a negative TTL.
+    #[error("lease TTL must not be negative, got {0}")]
+    NegativeLeaseTtl(i64),
+    /// A member add or update was given no peer URLs (Go: "no valid URLs given").
+    #[error("no valid URLs given")]
+    NoPeerUrls,
+    /// A member add or update was given a peer URL that the Go client (`types.NewURLs`)
+    /// rejects.
+    #[error("{reason}: {url}")]
+    InvalidPeerUrl {
+        /// The URL, as given.
+        url: String,
+        /// What is wrong with it.
+        reason: PeerUrlError,
+    },
+    /// A permission type that is not `read`, `write` or `readwrite` (any case).
+    #[error("invalid permission type: {0}")]
+    InvalidPermissionType(String),
+}
+
+/// Why a peer URL was rejected; the messages are the Go client's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerUrlError {
+    /// The text is not a URL at all (Go's `url.Parse` fails); says why.
+    #[error("malformed URL ({0})")]
+    Malformed(String),
+    /// The scheme is not `http`, `https`, `unix` or `unixs`.
+    #[error("URL scheme must be http, https, unix, or unixs")]
+    Scheme,
+    /// An `http`/`https` URL whose authority is not `host:port`.
+    #[error("URL address does not have the form \"host:port\"")]
+    NotHostPort,
+    /// An `http`/`https` URL with a path (even just `/`).
+    #[error("URL must not contain a path")]
+    HasPath,
 }
 
 impl From<InvalidRequest> for Error {

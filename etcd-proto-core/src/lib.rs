@@ -44,14 +44,17 @@
 
 pub mod config;
 pub mod endpoint;
+mod endpoints;
 mod engine;
 pub mod error;
 pub mod grpc;
+pub mod retry;
 pub mod rng;
 pub mod rpc;
 pub mod status;
 
-pub use config::Config;
+pub use config::{Config, Credentials, TlsConfig};
+pub use endpoints::endpoints_from_members;
 pub use endpoint::{Endpoint, Scheme};
 pub use engine::{
     CallId, CallOptions, Core, EndpointId, Event, StreamId, Transmit, RESET_CANCEL,

@@ -28,7 +28,7 @@
 use std::io;
 use std::time::Instant;
 
-use etcd_driver::{BoxFuture, Runtime};
+use etcd_driver::{BoxFuture, BoxIo, Runtime, TlsConnector};
 use tokio::net::TcpStream;
 
 pub use etcd_driver::core::rpc::kv::{
@@ -37,8 +37,8 @@ pub use etcd_driver::core::rpc::kv::{
 };
 pub use etcd_driver::core::{Direction, InvalidRequest};
 pub use etcd_driver::{
-    core, proto, rpc, CallOptions, Code, Config, Endpoint, Error, EtcdError, EtcdErrorKind,
-    Status,
+    core, proto, rpc, CallOptions, Code, Config, Credentials, Endpoint, Error, EtcdError,
+    EtcdErrorKind, Status, TlsConfig,
 };
 
 /// The tokio runtime for the driver. Tasks are spawned on the runtime that was current when
@@ -60,22 +60,22 @@ impl Tokio {
 }
 
 impl Runtime for Tokio {
-    type Io = TcpStream;
-
-    fn connect(&self, endpoint: &Endpoint) -> BoxFuture<io::Result<TcpStream>> {
+    fn connect(&self, endpoint: &Endpoint, tls: Option<&TlsConnector>) -> BoxFuture<io::Result<BoxIo>> {
         let host = endpoint.host.clone();
         let port = endpoint.port;
-        let https = endpoint.scheme == etcd_driver::core::Scheme::Https;
+        let tls = tls.map(|t| (t.config(), t.server_name(endpoint)));
         Box::pin(async move {
-            if https {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "TLS endpoints are not supported yet",
-                ));
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            match tls {
+                None => Ok(Box::new(tcp) as BoxIo),
+                Some((config, name)) => {
+                    let stream = tokio_rustls::TlsConnector::from(config)
+                        .connect(name?, tcp)
+                        .await?;
+                    Ok(Box::new(stream) as BoxIo)
+                }
             }
-            let stream = TcpStream::connect((host.as_str(), port)).await?;
-            stream.set_nodelay(true)?;
-            Ok(stream)
         })
     }
 
