@@ -84,7 +84,10 @@ impl fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsConfig")
             .field("ca_pem", &self.ca_pem.as_ref().map(|p| p.len()))
-            .field("client_identity", &self.client_identity.as_ref().map(|_| "<set>"))
+            .field(
+                "client_identity",
+                &self.client_identity.as_ref().map(|_| "<set>"),
+            )
             .field("server_name", &self.server_name)
             .finish()
     }
@@ -177,7 +180,11 @@ impl Config {
     }
 
     /// Sets the credentials (builder style).
-    pub fn with_credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+    pub fn with_credentials(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
         self.credentials = Some(Credentials::new(user, password));
         self
     }
@@ -208,7 +215,9 @@ impl Config {
             }
         }
         if self.max_attempts == 0 {
-            return Err(Error::InvalidConfig("max_attempts must be at least 1".into()));
+            return Err(Error::InvalidConfig(
+                "max_attempts must be at least 1".into(),
+            ));
         }
         Ok(())
     }

@@ -41,7 +41,12 @@ pub(crate) struct EndpointState {
 }
 
 impl EndpointState {
-    pub fn new(id: EndpointId, target: Endpoint, pinned_only: bool, now: Instant) -> Result<Self, Error> {
+    pub fn new(
+        id: EndpointId,
+        target: Endpoint,
+        pinned_only: bool,
+        now: Instant,
+    ) -> Result<Self, Error> {
         let authority = Authority::try_from(target.authority().as_str()).map_err(|e| {
             Error::InvalidConfig(format!("endpoint {target}: invalid authority: {e}"))
         })?;
@@ -94,9 +99,7 @@ impl EndpointState {
 
 /// Client URLs of the members that a client should talk to: started (non-empty name) and not
 /// learners, as Go's `Sync` does. Unparseable URLs are skipped.
-pub fn endpoints_from_members(
-    members: &[etcd_proto::etcdserverpb::Member],
-) -> Vec<Endpoint> {
+pub fn endpoints_from_members(members: &[etcd_proto::etcdserverpb::Member]) -> Vec<Endpoint> {
     let mut out: Vec<Endpoint> = Vec::new();
     for member in members {
         if member.name.is_empty() || member.is_learner {

@@ -8,7 +8,9 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use etcd_proto::etcdserverpb::{AuthenticateRequest, AuthenticateResponse, MemberListRequest, MemberListResponse};
+use etcd_proto::etcdserverpb::{
+    AuthenticateRequest, AuthenticateResponse, MemberListRequest, MemberListResponse,
+};
 use http::header::{CONTENT_TYPE, TE, USER_AGENT};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method as HttpMethod, Request, StatusCode, Uri};
@@ -89,6 +91,9 @@ impl CallOptions {
 /// What the transport must do.
 #[derive(Debug)]
 #[non_exhaustive]
+// A transmit is moved once from the core to the driver; boxing the request head would cost
+// an allocation per call for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Transmit {
     /// Open a connection (TCP, TLS if the scheme says so, HTTP/2 handshake), then report
     /// [`Core::handle_connected`] or [`Core::handle_connect_failed`].
@@ -170,7 +175,9 @@ struct ResponseState {
 #[derive(Debug)]
 enum CallState {
     Waiting,
-    Backoff { until: Instant },
+    Backoff {
+        until: Instant,
+    },
     InFlight {
         stream: StreamId,
         endpoint: EndpointId,
@@ -205,6 +212,8 @@ struct Call {
     needs_token: bool,
     /// Token generation the last attempt carried.
     token_generation: u64,
+    /// An earlier attempt may have reached a server without an answer coming back.
+    maybe_applied: bool,
     state: CallState,
 }
 
@@ -456,27 +465,34 @@ impl Core {
             let Some(response) = self.response_mut(call) else {
                 return;
             };
-            response.decoder.push(data);
-            let mut outcome = Ok(());
-            loop {
-                match response.decoder.next_message() {
-                    Ok(Some(msg)) => {
-                        if response.message.is_some() {
-                            outcome = Err(Error::Protocol(
-                                "more than one message in a unary response".into(),
-                            ));
+            if response.http_status.is_some_and(|s| s != StatusCode::OK) {
+                // Not a gRPC response (e.g. a proxy's error page): the body is not
+                // length-prefixed messages. The outcome comes from the trailers or, without
+                // them, from the HTTP status when the stream ends.
+                Ok(())
+            } else {
+                response.decoder.push(data);
+                let mut outcome = Ok(());
+                loop {
+                    match response.decoder.next_message() {
+                        Ok(Some(msg)) => {
+                            if response.message.is_some() {
+                                outcome = Err(Error::Protocol(
+                                    "more than one message in a unary response".into(),
+                                ));
+                                break;
+                            }
+                            response.message = Some(msg);
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            outcome = Err(e.into());
                             break;
                         }
-                        response.message = Some(msg);
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        outcome = Err(e.into());
-                        break;
                     }
                 }
+                outcome
             }
-            outcome
         };
         if let Err(e) = outcome {
             self.finish(call, Err(e), now);
@@ -533,9 +549,11 @@ impl Core {
             message: reason.to_string(),
             request_sent,
         };
-        if let Some(CallState::InFlight { endpoint, .. }) = self.calls.get(&call).map(|c| &c.state) {
+        if let Some(CallState::InFlight { endpoint, .. }) = self.calls.get(&call).map(|c| &c.state)
+        {
             let endpoint = *endpoint;
-            let (threshold, cooldown) = (self.config.breaker_threshold, self.config.breaker_cooldown);
+            let (threshold, cooldown) =
+                (self.config.breaker_threshold, self.config.breaker_cooldown);
             if let Some(ep) = self.endpoint_mut(endpoint) {
                 ep.transport_failure(now, threshold, cooldown);
             }
@@ -552,10 +570,10 @@ impl Core {
                 break;
             }
             self.deadlines.pop_first();
-            let request_sent = matches!(
-                self.calls.get(&call).map(|c| &c.state),
-                Some(CallState::InFlight { .. })
-            );
+            let request_sent = self
+                .calls
+                .get(&call)
+                .is_some_and(|c| c.maybe_applied || matches!(c.state, CallState::InFlight { .. }));
             self.finish(call, Err(Error::DeadlineExceeded { request_sent }), now);
         }
         while let Some(&(at, call)) = self.backoffs.first() {
@@ -576,14 +594,16 @@ impl Core {
             let id = self.endpoints[idx].id;
             match self.endpoints[idx].conn {
                 Conn::Connecting { deadline } if deadline <= now => {
-                    self.transmits.push_back(Transmit::Disconnect { endpoint: id });
+                    self.transmits
+                        .push_back(Transmit::Disconnect { endpoint: id });
                     self.connect_backoff(idx, now);
                 }
                 Conn::Backoff { until } if until <= now => self.endpoints[idx].conn = Conn::Idle,
                 Conn::Connected => {
                     let ep = &mut self.endpoints[idx];
                     if ep.ping_deadline.is_some_and(|d| d <= now) {
-                        self.transmits.push_back(Transmit::Disconnect { endpoint: id });
+                        self.transmits
+                            .push_back(Transmit::Disconnect { endpoint: id });
                         self.connection_lost(id, "keepalive ping unanswered", now);
                     } else if ep.ping_due(interval).is_some_and(|due| due <= now) {
                         ep.ping_deadline = Some(now + timeout);
@@ -638,7 +658,12 @@ impl Core {
         .min()
     }
 
-    fn add_endpoint(&mut self, target: Endpoint, pinned_only: bool, now: Instant) -> Result<EndpointId, Error> {
+    fn add_endpoint(
+        &mut self,
+        target: Endpoint,
+        pinned_only: bool,
+        now: Instant,
+    ) -> Result<EndpointId, Error> {
         let id = EndpointId(self.next_endpoint);
         self.next_endpoint += 1;
         self.endpoints
@@ -650,8 +675,12 @@ impl Core {
         let Some(idx) = self.endpoint_index(id) else {
             return;
         };
-        if matches!(self.endpoints[idx].conn, Conn::Connected | Conn::Connecting { .. }) {
-            self.transmits.push_back(Transmit::Disconnect { endpoint: id });
+        if matches!(
+            self.endpoints[idx].conn,
+            Conn::Connected | Conn::Connecting { .. }
+        ) {
+            self.transmits
+                .push_back(Transmit::Disconnect { endpoint: id });
         }
         self.fail_in_flight(id, reason, now);
         self.endpoints.remove(idx);
@@ -668,7 +697,8 @@ impl Core {
     /// The call a stream belongs to; notes activity on the stream's connection.
     fn call_of_stream(&mut self, stream: StreamId, now: Instant) -> Option<CallId> {
         let call = *self.streams.get(&stream)?;
-        if let Some(CallState::InFlight { endpoint, .. }) = self.calls.get(&call).map(|c| &c.state) {
+        if let Some(CallState::InFlight { endpoint, .. }) = self.calls.get(&call).map(|c| &c.state)
+        {
             let endpoint = *endpoint;
             if let Some(ep) = self.endpoint_mut(endpoint) {
                 ep.last_activity = now;
@@ -725,6 +755,7 @@ impl Core {
                 pinned,
                 needs_token: owner != Owner::Auth,
                 token_generation: 0,
+                maybe_applied: false,
                 state: CallState::Waiting,
             },
         );
@@ -764,7 +795,8 @@ impl Core {
             password: creds.password,
         };
         self.auth = Auth::Fetching;
-        if let Err(e) = self.start_call(Owner::Auth, method, &request, CallOptions::default(), now) {
+        if let Err(e) = self.start_call(Owner::Auth, method, &request, CallOptions::default(), now)
+        {
             self.auth = Auth::Needed;
             self.fail_token_waiters(e, now);
         }
@@ -834,7 +866,9 @@ impl Core {
         let call = self.calls.get_mut(&id)?;
         let state = std::mem::replace(&mut call.state, CallState::Waiting);
         match state {
-            CallState::InFlight { stream, endpoint, .. } => {
+            CallState::InFlight {
+                stream, endpoint, ..
+            } => {
                 self.streams.remove(&stream);
                 if let Some(ep) = self.endpoint_mut(endpoint) {
                     ep.active_streams = ep.active_streams.saturating_sub(1);
@@ -852,9 +886,11 @@ impl Core {
     fn attempt_failed(&mut self, id: CallId, error: Error, now: Instant) {
         let endpoint = self.detach(id);
         let endpoints = self.endpoints.iter().filter(|e| !e.pinned_only).count();
-        let Some(call) = self.calls.get(&id) else {
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        call.maybe_applied |= error.outcome_unknown();
+        let call = &*call;
         let attempt = Attempt {
             class: call.method.retry,
             attempts: call.attempts,
@@ -1015,7 +1051,13 @@ impl Core {
         };
         let timeout = match call.deadline {
             Some(d) if d <= now => {
-                self.finish(id, Err(Error::DeadlineExceeded { request_sent: false }), now);
+                self.finish(
+                    id,
+                    Err(Error::DeadlineExceeded {
+                        request_sent: false,
+                    }),
+                    now,
+                );
                 return;
             }
             Some(d) => Some(d - now),
@@ -1163,7 +1205,9 @@ impl Core {
             self.backoffs.remove(&(until, id));
         }
         match call.owner {
-            Owner::User => self.events.push_back(Event::CallFinished { call: id, result }),
+            Owner::User => self
+                .events
+                .push_back(Event::CallFinished { call: id, result }),
             Owner::Auth => self.auth_finished(result, now),
             Owner::Sync => self.sync_finished(result, now),
         }
@@ -1183,7 +1227,9 @@ impl Core {
                 }
                 Err(_) => {
                     self.auth = Auth::Needed;
-                    let e = Error::Protocol("the server sent an auth token that is not a valid header value".into());
+                    let e = Error::Protocol(
+                        "the server sent an auth token that is not a valid header value".into(),
+                    );
                     self.fail_token_waiters(e, now);
                 }
             },

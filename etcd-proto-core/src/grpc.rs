@@ -107,7 +107,12 @@ impl MessageDecoder {
 
     /// Number of bytes received but not yet handed out (including a consumed prefix).
     pub fn buffered(&self) -> usize {
-        self.buffered + if self.pending_len.is_some() { PREFIX_LEN } else { 0 }
+        self.buffered
+            + if self.pending_len.is_some() {
+                PREFIX_LEN
+            } else {
+                0
+            }
     }
 
     /// Returns the next whole message, `Ok(None)` if more bytes are needed.
@@ -154,7 +159,10 @@ impl MessageDecoder {
     fn copy_out(&mut self, out: &mut [u8]) {
         let mut filled = 0;
         while filled < out.len() {
-            let front = self.chunks.front_mut().expect("buffered count covers the copy");
+            let front = self
+                .chunks
+                .front_mut()
+                .expect("buffered count covers the copy");
             let n = front.len().min(out.len() - filled);
             out[filled..filled + n].copy_from_slice(&front[..n]);
             front.advance(n);
@@ -171,7 +179,10 @@ impl MessageDecoder {
         if len == 0 {
             return Bytes::new();
         }
-        let front = self.chunks.front_mut().expect("buffered count covers the take");
+        let front = self
+            .chunks
+            .front_mut()
+            .expect("buffered count covers the take");
         if front.len() >= len {
             // Zero-copy: the whole message is inside one received chunk.
             let msg = front.split_to(len);
@@ -182,7 +193,10 @@ impl MessageDecoder {
         }
         let mut out = BytesMut::with_capacity(len);
         while out.len() < len {
-            let front = self.chunks.front_mut().expect("buffered count covers the take");
+            let front = self
+                .chunks
+                .front_mut()
+                .expect("buffered count covers the take");
             let n = front.len().min(len - out.len());
             out.extend_from_slice(&front[..n]);
             front.advance(n);

@@ -54,11 +54,9 @@ pub mod rpc;
 pub mod status;
 
 pub use config::{Config, Credentials, TlsConfig};
-pub use endpoints::endpoints_from_members;
 pub use endpoint::{Endpoint, Scheme};
-pub use engine::{
-    CallId, CallOptions, Core, EndpointId, Event, StreamId, Transmit, RESET_CANCEL,
-};
+pub use endpoints::endpoints_from_members;
+pub use engine::{CallId, CallOptions, Core, EndpointId, Event, StreamId, Transmit, RESET_CANCEL};
 pub use error::{Direction, Error, EtcdError, EtcdErrorKind, InvalidRequest};
 pub use status::{Code, Status};
 

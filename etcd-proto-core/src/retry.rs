@@ -110,7 +110,7 @@ pub fn backoff(
     rng: &mut Rng,
 ) -> Duration {
     let quorum = (endpoints / 2 + 1) as u32;
-    if attempt == 0 || attempt % quorum != 0 {
+    if attempt == 0 || !attempt.is_multiple_of(quorum) {
         return Duration::ZERO;
     }
     let jitter = jitter.clamp(0.0, 1.0);

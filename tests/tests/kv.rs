@@ -57,11 +57,17 @@ per_version!(put_get_round_trip_with_header_revision, |version| {
     let kv = &got.kvs[0];
     assert_eq!(&kv.key[..], format!("{p}k").as_bytes());
     assert_eq!(&kv.value[..], b"v1");
-    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (rev, rev, 1));
+    assert_eq!(
+        (kv.create_revision, kv.mod_revision, kv.version),
+        (rev, rev, 1)
+    );
     let rev2 = put_rev(&c, format!("{p}k"), "v2").await;
     assert!(rev2 > rev);
     let kv = c.get(format!("{p}k")).await.unwrap().kvs[0].clone();
-    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (rev, rev2, 2));
+    assert_eq!(
+        (kv.create_revision, kv.mod_revision, kv.version),
+        (rev, rev2, 2)
+    );
     assert_eq!(&kv.value[..], b"v2");
     // A missing key is an empty result, not an error.
     let missing = c.get(format!("{p}missing")).await.unwrap();
@@ -94,7 +100,10 @@ per_version!(range_prefix_and_from_key, |version| {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::InvalidRequest(etcd_tokio::InvalidRequest::PrefixAndFromKey)),
+        matches!(
+            err,
+            Error::InvalidRequest(etcd_tokio::InvalidRequest::PrefixAndFromKey)
+        ),
         "{err:?}"
     );
 });
@@ -133,7 +142,10 @@ per_version!(limit_count_only_keys_only, |version| {
     assert!(r.kvs.is_empty());
     let r = c.get(Get::new(&p).prefix().keys_only()).await.unwrap();
     assert_eq!(r.kvs.len(), 5);
-    assert!(r.kvs.iter().all(|kv| kv.value.is_empty() && !kv.key.is_empty()));
+    assert!(r
+        .kvs
+        .iter()
+        .all(|kv| kv.value.is_empty() && !kv.key.is_empty()));
     let r = c.get(Get::new(&p).prefix().serializable()).await.unwrap();
     assert_eq!(r.kvs.len(), 5);
 });
@@ -264,7 +276,9 @@ per_version!(put_prev_kv_ignore_value_ignore_lease, |version| {
         .unwrap();
     let kv = c.get(format!("{p}k")).await.unwrap().kvs[0].clone();
     assert_eq!((&kv.value[..], kv.lease), (&b"v3"[..], lease));
-    let e = c.put(Put::new(format!("{p}k"), "v").ignore_lease().lease(lease)).await;
+    let e = c
+        .put(Put::new(format!("{p}k"), "v").ignore_lease().lease(lease))
+        .await;
     assert_eq!(etcd_kind(e), EtcdErrorKind::LeaseProvided);
 });
 
@@ -277,7 +291,11 @@ per_version!(delete_range_with_prev_kvs, |version| {
     assert_eq!(one.deleted, 1);
     assert!(one.prev_kvs.is_empty());
     let range = c
-        .delete(Delete::new(format!("{p}b")).range_end(format!("{p}d")).prev_kv())
+        .delete(
+            Delete::new(format!("{p}b"))
+                .range_end(format!("{p}d"))
+                .prev_kv(),
+        )
         .await
         .unwrap();
     assert_eq!(range.deleted, 2);
@@ -396,16 +414,25 @@ per_version!(txn_range_compares_and_nested, |version| {
         put_rev(&c, format!("{p}{k}"), "same").await;
     }
     let all_same = Compare::value(format!("{p}r/"), CompareOp::Equal, "same").with_prefix();
-    assert!(c.txn(Txn::new().when([all_same.clone()])).await.unwrap().succeeded);
-    let first_two = Compare::value(format!("{p}r/1"), CompareOp::Equal, "same")
-        .with_range(format!("{p}r/3"));
+    assert!(
+        c.txn(Txn::new().when([all_same.clone()]))
+            .await
+            .unwrap()
+            .succeeded
+    );
+    let first_two =
+        Compare::value(format!("{p}r/1"), CompareOp::Equal, "same").with_range(format!("{p}r/3"));
     put_rev(&c, format!("{p}r/3"), "different").await;
     assert!(!c.txn(Txn::new().when([all_same])).await.unwrap().succeeded);
     assert!(c.txn(Txn::new().when([first_two])).await.unwrap().succeeded);
 
     // Nested: the inner txn runs in the outer success branch.
     let inner = Txn::new()
-        .when([Compare::value(format!("{p}r/3"), CompareOp::Equal, "different")])
+        .when([Compare::value(
+            format!("{p}r/3"),
+            CompareOp::Equal,
+            "different",
+        )])
         .and_then([TxnOp::from(Put::new(format!("{p}inner"), "yes"))])
         .or_else([Put::new(format!("{p}inner"), "no")]);
     let outer = Txn::new()
@@ -448,7 +475,9 @@ per_version!(txn_duplicate_key_and_too_many_ops, |version| {
         .when([]);
     assert!(matches!(
         c.txn(misuse).await,
-        Err(Error::InvalidRequest(etcd_tokio::InvalidRequest::TxnMisuse(_)))
+        Err(Error::InvalidRequest(
+            etcd_tokio::InvalidRequest::TxnMisuse(_)
+        ))
     ));
 });
 

@@ -438,7 +438,8 @@ enum Mode {
     Other,
 }
 
-/// Go's `shouldEscape(c, encodeHost)` for ASCII: whether `c` may not appear raw in a host.
+/// Go's `shouldEscape(c, encodeHost)`: whether `c` may not appear raw in a host (true for
+/// every non-ASCII byte, which a host may nevertheless hold raw).
 fn host_char_needs_escape(c: u8) -> bool {
     !(c.is_ascii_alphanumeric()
         || matches!(
@@ -478,8 +479,12 @@ fn hex_value(c: u8) -> Option<u8> {
 /// Go's `unescape`: percent-decodes, failing on a broken escape and, in a host, on characters
 /// a host may not hold.
 fn unescape(s: &[u8], mode: Mode) -> Result<Vec<u8>, String> {
-    let escape_error =
-        |at: usize| format!("invalid URL escape {:?}", String::from_utf8_lossy(&s[at..(at + 3).min(s.len())]));
+    let escape_error = |at: usize| {
+        format!(
+            "invalid URL escape {:?}",
+            String::from_utf8_lossy(&s[at..(at + 3).min(s.len())])
+        )
+    };
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
@@ -495,9 +500,7 @@ fn unescape(s: &[u8], mode: Mode) -> Result<Vec<u8>, String> {
             let value = hi << 4 | lo;
             match mode {
                 Mode::Host if hi < 8 && !is_25 => return Err(escape_error(i)),
-                Mode::Zone
-                    if !is_25 && value != b' ' && host_char_needs_escape(value) =>
-                {
+                Mode::Zone if !is_25 && value != b' ' && host_char_needs_escape(value) => {
                     return Err(escape_error(i));
                 }
                 _ => {}
@@ -663,7 +666,17 @@ mod tests {
         for ok in ["a:1", "a:", ":1", "[::1]:1", "[a]:1"] {
             assert!(split_host_port(ok.as_bytes()), "{ok}");
         }
-        for bad in ["", "a", "a:b:1", "[::1]", "[::1]1", "[::1]:1:2", "a]:1", "[a:1", "a[:1"] {
+        for bad in [
+            "",
+            "a",
+            "a:b:1",
+            "[::1]",
+            "[::1]1",
+            "[::1]:1:2",
+            "a]:1",
+            "[a:1",
+            "a[:1",
+        ] {
             assert!(!split_host_port(bad.as_bytes()), "{bad}");
         }
     }

@@ -4,9 +4,9 @@
 
 use bytes::Bytes;
 use etcd_proto::etcdserverpb::{
-    compare, range_request, request_op, CompactionRequest, CompactionResponse, Compare as PbCompare,
-    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    RequestOp, TxnRequest, TxnResponse,
+    compare, range_request, request_op, CompactionRequest, CompactionResponse,
+    Compare as PbCompare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, RequestOp, TxnRequest, TxnResponse,
 };
 
 use super::{IntoBytes, Method, RetryClass, UnaryRpc};
@@ -63,7 +63,7 @@ impl KeyRange {
         self.prefix_set = true;
     }
 
-    fn from_key(&mut self) {
+    fn set_from_key(&mut self) {
         self.end = End::FromKey;
         self.from_key_set = true;
     }
@@ -179,7 +179,7 @@ impl Get {
 
     /// Reads every key `>=` the key (empty key: the whole keyspace).
     pub fn from_key(mut self) -> Self {
-        self.range.from_key();
+        self.range.set_from_key();
         self
     }
 
@@ -408,7 +408,7 @@ impl Delete {
 
     /// Deletes every key `>=` the key (empty key: everything).
     pub fn from_key(mut self) -> Self {
-        self.range.from_key();
+        self.range.set_from_key();
         self
     }
 

@@ -3,8 +3,14 @@
 //! first, so misuse is a typed error and never a panic). Adapters need one generic way to run
 //! any of them.
 
+pub mod auth;
 mod bytes_arg;
+pub mod cluster;
+pub mod election;
 pub mod kv;
+pub mod lease;
+pub mod lock;
+pub mod maintenance;
 mod raw;
 
 pub use bytes_arg::IntoBytes;
@@ -48,10 +54,6 @@ pub trait UnaryRpc {
 
 /// Decodes a unary response message body (the bytes after the gRPC prefix).
 pub fn decode_response<R: UnaryRpc>(body: Bytes) -> Result<R::Response, Error> {
-    R::Response::decode(body).map_err(|e| {
-        Error::Protocol(format!(
-            "undecodable response of {}: {e}",
-            R::METHOD.path
-        ))
-    })
+    R::Response::decode(body)
+        .map_err(|e| Error::Protocol(format!("undecodable response of {}: {e}", R::METHOD.path)))
 }
