@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 mod client;
+mod client_api;
 mod driver;
 mod runtime;
 mod stream;

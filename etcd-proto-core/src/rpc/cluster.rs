@@ -83,10 +83,13 @@ impl MemberAdd {
     pub fn new<I>(peer_urls: I) -> MemberAdd
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: AsRef<str>,
     {
         MemberAdd {
-            peer_urls: peer_urls.into_iter().map(Into::into).collect(),
+            peer_urls: peer_urls
+                .into_iter()
+                .map(|url| url.as_ref().to_owned())
+                .collect(),
             is_learner: false,
         }
     }
@@ -161,11 +164,14 @@ impl MemberUpdate {
     pub fn new<I>(id: u64, peer_urls: I) -> MemberUpdate
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: AsRef<str>,
     {
         MemberUpdate {
             id,
-            peer_urls: peer_urls.into_iter().map(Into::into).collect(),
+            peer_urls: peer_urls
+                .into_iter()
+                .map(|url| url.as_ref().to_owned())
+                .collect(),
         }
     }
 
@@ -397,9 +403,9 @@ fn parse_host(host: &str) -> Result<Vec<u8>, String> {
             return Err(format!("invalid port {colon_port:?} after host"));
         }
         if let Some(zone) = host[..close].find("%25") {
-            let mut decoded = unescape(host[..zone].as_bytes(), Mode::Host)?;
-            decoded.extend(unescape(host[zone..close].as_bytes(), Mode::Zone)?);
-            decoded.extend(unescape(host[close..].as_bytes(), Mode::Host)?);
+            let mut decoded = unescape(&host.as_bytes()[..zone], Mode::Host)?;
+            decoded.extend(unescape(&host.as_bytes()[zone..close], Mode::Zone)?);
+            decoded.extend(unescape(&host.as_bytes()[close..], Mode::Host)?);
             return Ok(decoded);
         }
         let decoded = unescape(host.as_bytes(), Mode::Host)?;

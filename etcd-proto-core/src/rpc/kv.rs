@@ -29,7 +29,7 @@ pub fn prefix_range_end(prefix: &[u8]) -> Bytes {
 
 /// How the end of a key range is chosen.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-enum End {
+pub(crate) enum End {
     /// Just the key.
     #[default]
     Single,
@@ -43,33 +43,33 @@ enum End {
 
 /// Key range shared by Get and Delete, resolving Go's rules for prefix / from-key / range.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct KeyRange {
+pub(crate) struct KeyRange {
     key: Bytes,
-    end: End,
+    pub(crate) end: End,
     prefix_set: bool,
     from_key_set: bool,
 }
 
 impl KeyRange {
-    fn new(key: Bytes) -> Self {
+    pub(crate) fn new(key: Bytes) -> Self {
         KeyRange {
             key,
             ..Default::default()
         }
     }
 
-    fn prefix(&mut self) {
+    pub(crate) fn prefix(&mut self) {
         self.end = End::Prefix;
         self.prefix_set = true;
     }
 
-    fn set_from_key(&mut self) {
+    pub(crate) fn set_from_key(&mut self) {
         self.end = End::FromKey;
         self.from_key_set = true;
     }
 
     /// Resolves into `(key, range_end)`.
-    fn resolve(self) -> Result<(Bytes, Bytes), Error> {
+    pub(crate) fn resolve(self) -> Result<(Bytes, Bytes), Error> {
         if self.prefix_set && self.from_key_set {
             return Err(InvalidRequest::PrefixAndFromKey.into());
         }

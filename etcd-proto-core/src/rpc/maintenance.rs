@@ -1,5 +1,5 @@
 //! Maintenance requests: alarms ([`AlarmList`], [`AlarmDisarm`]), [`Status`], [`Defragment`],
-//! [`Hash`], [`HashKv`], [`MoveLeader`] and [`Downgrade`].
+//! [`Hash`](struct@Hash), [`HashKv`], [`MoveLeader`] and [`Downgrade`].
 //!
 //! The Go client sends Status, Defragment and HashKV to one named endpoint; these builders
 //! only describe the request, and where it goes is the caller's choice. Go's 3.5 interface has
