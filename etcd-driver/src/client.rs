@@ -9,15 +9,18 @@ use etcd_proto_core::proto::etcdserverpb::{
 };
 use etcd_proto_core::rpc::kv::{Compact, Delete, Get, Put, Txn};
 use etcd_proto_core::rpc::{decode_response, UnaryRpc};
-use etcd_proto_core::{endpoints_from_members, CallOptions, Config, Core, Endpoint, Error};
+use etcd_proto_core::{
+    endpoints_from_members, CallOptions, Config, Core, Endpoint, Error, Watch,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::driver::{Command, Driver, StartFn};
+use crate::watch::Watcher;
 use crate::runtime::Runtime;
 use crate::tls::TlsConnector;
 
-struct Inner {
-    commands: mpsc::UnboundedSender<Command>,
+pub(crate) struct Inner {
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
     next_token: AtomicU64,
 }
 
@@ -47,7 +50,10 @@ struct CancelOnDrop<'a> {
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let _ = self.inner.commands.send(Command::Cancel { token: self.token });
+            let _ = self
+                .inner
+                .commands
+                .send(Command::Cancel { token: self.token });
         }
     }
 }
@@ -83,6 +89,15 @@ impl Client {
         let mut options = self.options.clone();
         options.timeout = Some(timeout);
         self.with_options(options)
+    }
+
+    /// A handle whose calls all go to this one endpoint (`http://h:p`, `https://h:p`, `h:p`),
+    /// for per-member calls such as Status, Defragment and HashKV. The endpoint need not be
+    /// in the configured list; it gets its own connection.
+    pub fn on_endpoint(&self, endpoint: &str) -> Result<Client, Error> {
+        let mut options = self.options.clone();
+        options.endpoint = Some(endpoint.parse()?);
+        Ok(self.with_options(options))
     }
 
     /// A handle whose calls require the member to have a leader (`hasleader`).
@@ -200,5 +215,33 @@ impl Client {
         }
         self.replace_endpoints(endpoints.clone()).await?;
         Ok(endpoints)
+    }
+
+    /// Starts a watcher and waits until the server created it, so every change after this
+    /// returns is seen: `client.watch(Watch::new("k").prefix())`.
+    pub async fn watch(&self, watch: impl Into<Watch>) -> Result<Watcher, Error> {
+        let (reply, created) = oneshot::channel();
+        let (updates_tx, updates) = mpsc::unbounded_channel();
+        self.inner
+            .commands
+            .send(Command::Watch {
+                watch: watch.into(),
+                reply,
+                updates: updates_tx,
+            })
+            .map_err(|_| Error::ClientClosed)?;
+        let (id, revision) = created.await.map_err(|_| Error::ClientClosed)??;
+        Ok(Watcher::new(self.inner.clone(), id, revision, updates))
+    }
+
+    /// Asks for a progress notification on the shared watch stream; every watcher of it
+    /// receives one.
+    pub async fn request_progress(&self) -> Result<(), Error> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::RequestProgress { reply })
+            .map_err(|_| Error::ClientClosed)?;
+        rx.await.map_err(|_| Error::ClientClosed)?
     }
 }

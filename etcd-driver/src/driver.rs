@@ -9,6 +9,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use etcd_proto_core::{
     CallId, Core, Endpoint, EndpointId, Error, Event, Scheme, StreamId, TlsConfig, Transmit,
+    Watch, WatchId, WatchResponse,
 };
 use h2::client::SendRequest;
 use tokio::sync::{mpsc, oneshot};
@@ -37,6 +38,32 @@ pub(crate) enum Command {
     Endpoints {
         reply: oneshot::Sender<Vec<Endpoint>>,
     },
+    Watch {
+        watch: Watch,
+        reply: oneshot::Sender<Result<(WatchId, i64), Error>>,
+        updates: mpsc::UnboundedSender<WatchUpdate>,
+    },
+    CancelWatch {
+        watch: WatchId,
+    },
+    WatchConsumed {
+        watch: WatchId,
+        bytes: usize,
+    },
+    RequestProgress {
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+}
+
+/// What a watcher's channel carries.
+pub(crate) enum WatchUpdate {
+    Response(WatchResponse, usize),
+    Ended(Option<Error>),
+}
+
+struct WatchSlot {
+    created: Option<oneshot::Sender<Result<(WatchId, i64), Error>>>,
+    updates: mpsc::UnboundedSender<WatchUpdate>,
 }
 
 struct ConnSlot {
@@ -64,6 +91,7 @@ pub(crate) struct Driver<R: Runtime> {
     tokens: HashMap<u64, CallId>,
     next_generation: u64,
     tls: Option<TlsConnector>,
+    watches: HashMap<WatchId, WatchSlot>,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -86,6 +114,7 @@ impl<R: Runtime> Driver<R> {
             tokens: HashMap::new(),
             next_generation: 0,
             tls,
+            watches: HashMap::new(),
         }
     }
 
@@ -94,7 +123,7 @@ impl<R: Runtime> Driver<R> {
         let mut commands_open = true;
         loop {
             self.drain();
-            if !commands_open && self.core.calls_in_progress() == 0 {
+            if !commands_open && self.core.calls_in_progress() == 0 && self.core.watchers() == 0 {
                 // Every client handle is gone and nothing is in flight.
                 return;
             }
@@ -175,6 +204,32 @@ impl<R: Runtime> Driver<R> {
             }
             Command::Endpoints { reply } => {
                 let _ = reply.send(self.core.endpoints());
+            }
+            Command::Watch {
+                watch,
+                reply,
+                updates,
+            } => match self.core.watch(watch, now) {
+                Ok(id) => {
+                    self.watches.insert(
+                        id,
+                        WatchSlot {
+                            created: Some(reply),
+                            updates,
+                        },
+                    );
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::CancelWatch { watch } => {
+                self.watches.remove(&watch);
+                self.core.cancel_watch(watch, now);
+            }
+            Command::WatchConsumed { watch, bytes } => self.core.watch_consumed(watch, bytes),
+            Command::RequestProgress { reply } => {
+                let _ = reply.send(self.core.request_progress(now));
             }
         }
     }
@@ -289,6 +344,38 @@ impl<R: Runtime> Driver<R> {
                     }
                     // The list is read on demand with `Client::endpoints`.
                     Event::EndpointsChanged { .. } => {}
+                    Event::WatchCreated { watch, revision } => {
+                        if let Some(reply) = self.watches.get_mut(&watch).and_then(|w| w.created.take()) {
+                            let _ = reply.send(Ok((watch, revision)));
+                        }
+                    }
+                    Event::WatchResponse {
+                        watch,
+                        response,
+                        size,
+                    } => {
+                        let delivered = self.watches.get(&watch).is_some_and(|w| {
+                            w.updates.send(WatchUpdate::Response(response, size)).is_ok()
+                        });
+                        if !delivered {
+                            // The consumer is gone: stop the watcher.
+                            self.watches.remove(&watch);
+                            let now = self.rt.now();
+                            self.core.cancel_watch(watch, now);
+                        }
+                    }
+                    Event::WatchEnded { watch, error } => {
+                        if let Some(mut slot) = self.watches.remove(&watch) {
+                            match slot.created.take() {
+                                Some(reply) => {
+                                    let _ = reply.send(Err(error.unwrap_or(Error::Cancelled)));
+                                }
+                                None => {
+                                    let _ = slot.updates.send(WatchUpdate::Ended(error));
+                                }
+                            }
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -341,6 +428,7 @@ impl<R: Runtime> Driver<R> {
                 request,
                 body,
                 end_stream,
+                manual_flow_control,
             } => {
                 let send = self.conns.get(&endpoint).and_then(|s| s.send.clone());
                 let Some(send) = send else {
@@ -357,6 +445,7 @@ impl<R: Runtime> Driver<R> {
                     request,
                     body,
                     end_stream,
+                    manual_flow_control,
                     self.inbox_tx.clone(),
                     rx,
                 );
@@ -374,6 +463,11 @@ impl<R: Runtime> Driver<R> {
             Transmit::ResetStream { stream, reason } => {
                 if let Some(tx) = self.streams.remove(&stream) {
                     let _ = tx.send(StreamCmd::Reset(reason));
+                }
+            }
+            Transmit::ReleaseCapacity { stream, bytes } => {
+                if let Some(tx) = self.streams.get(&stream) {
+                    let _ = tx.send(StreamCmd::Release(bytes));
                 }
             }
             Transmit::Ping { endpoint } => {

@@ -14,13 +14,15 @@ mod driver;
 mod runtime;
 mod stream;
 mod tls;
+mod watch;
 
 pub use client::Client;
 pub use runtime::{BoxFuture, BoxIo, Io, Runtime};
 pub use tls::TlsConnector;
+pub use watch::Watcher;
 
 pub use etcd_proto_core as core;
 pub use etcd_proto_core::{
     proto, rpc, CallOptions, Code, Config, Credentials, Endpoint, Error, EtcdError, EtcdErrorKind,
-    Status, TlsConfig,
+    Status, TlsConfig, Watch, WatchResponse, WatchResponseKind,
 };

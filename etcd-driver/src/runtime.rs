@@ -26,7 +26,11 @@ pub type BoxIo = Box<dyn Io>;
 pub trait Runtime: Clone + Send + Sync + 'static {
     /// Opens a byte stream to the endpoint: TCP, then TLS with `tls` when it is given (the
     /// driver passes it for `https://` endpoints). The HTTP/2 handshake is the driver's.
-    fn connect(&self, endpoint: &Endpoint, tls: Option<&TlsConnector>) -> BoxFuture<io::Result<BoxIo>>;
+    fn connect(
+        &self,
+        endpoint: &Endpoint,
+        tls: Option<&TlsConnector>,
+    ) -> BoxFuture<io::Result<BoxIo>>;
 
     /// Completes at `deadline`.
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<()>;

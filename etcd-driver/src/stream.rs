@@ -64,6 +64,7 @@ pub(crate) enum Input {
 /// What the driver tells a stream task.
 pub(crate) enum StreamCmd {
     Data { data: Bytes, end_stream: bool },
+    Release(usize),
     Reset(u32),
 }
 
@@ -118,9 +119,7 @@ pub(crate) async fn connection_task<R: Runtime>(
             .await
             .map_err(|e| format!("HTTP/2 handshake with {target}: {e}"))
     };
-    let closed = async {
-        while cmds.recv().await.is_some() {}
-    };
+    let closed = async { while cmds.recv().await.is_some() {} };
     let (send, mut connection) = match select(attempt, closed).await {
         Either::Left(Ok(pair)) => pair,
         Either::Left(Err(error)) => {
@@ -145,7 +144,12 @@ pub(crate) async fn connection_task<R: Runtime>(
                 }
             }
         };
-        match select(select(pp.ping(h2::Ping::opaque()), connection.as_mut()), first).await {
+        match select(
+            select(pp.ping(h2::Ping::opaque()), connection.as_mut()),
+            first,
+        )
+        .await
+        {
             Either::Left(Either::Left(Ok(_))) => {}
             Either::Left(Either::Left(Err(e))) => {
                 let _ = inbox.send(Input::ConnectFailed {
@@ -252,6 +256,7 @@ pub(crate) async fn stream_task(
     request: Request<()>,
     body: Bytes,
     end_stream: bool,
+    manual_flow_control: bool,
     inbox: mpsc::UnboundedSender<Input>,
     mut cmds: mpsc::UnboundedReceiver<StreamCmd>,
 ) {
@@ -270,6 +275,7 @@ pub(crate) async fn stream_task(
             Either::Right(Some(StreamCmd::Data { data, end_stream })) => {
                 queued.push((data, end_stream))
             }
+            Either::Right(Some(StreamCmd::Release(_))) => {}
         }
     };
     let (response, mut tx) = match send.send_request(request, false) {
@@ -309,6 +315,7 @@ pub(crate) async fn stream_task(
             Either::Right(Some(StreamCmd::Data { data, end_stream })) => {
                 let _ = tx.send_data(data, end_stream);
             }
+            Either::Right(Some(StreamCmd::Release(_))) => {}
             Either::Right(None) => cmds_open = false,
         }
     };
@@ -336,7 +343,9 @@ pub(crate) async fn stream_task(
         };
         match select(body.data(), cmd).await {
             Either::Left(Some(Ok(data))) => {
-                let _ = body.flow_control().release_capacity(data.len());
+                if !manual_flow_control {
+                    let _ = body.flow_control().release_capacity(data.len());
+                }
                 let end_stream = body.is_end_stream();
                 if inbox
                     .send(Input::Data {
@@ -361,6 +370,9 @@ pub(crate) async fn stream_task(
             }
             Either::Right(Some(StreamCmd::Data { data, end_stream })) => {
                 let _ = tx.send_data(data, end_stream);
+            }
+            Either::Right(Some(StreamCmd::Release(bytes))) => {
+                let _ = body.flow_control().release_capacity(bytes);
             }
             Either::Right(None) => cmds_open = false,
         }

@@ -58,10 +58,13 @@ impl TlsConnector {
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| invalid("client certificate", e))?;
                 if chain.is_empty() {
-                    return Err(invalid("client certificate", "no certificate found in the PEM data"));
+                    return Err(invalid(
+                        "client certificate",
+                        "no certificate found in the PEM data",
+                    ));
                 }
-                let key = PrivateKeyDer::from_pem_slice(key_pem)
-                    .map_err(|e| invalid("client key", e))?;
+                let key =
+                    PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| invalid("client key", e))?;
                 builder
                     .with_client_auth_cert(chain, key)
                     .map_err(|e| invalid("client identity", e))?
@@ -70,9 +73,9 @@ impl TlsConnector {
         };
         config.alpn_protocols = vec![b"h2".to_vec()];
         let server_name = match &tls.server_name {
-            Some(name) => Some(
-                ServerName::try_from(name.clone()).map_err(|e| invalid("server name", e))?,
-            ),
+            Some(name) => {
+                Some(ServerName::try_from(name.clone()).map_err(|e| invalid("server name", e))?)
+            }
             None => None,
         };
         Ok(TlsConnector {

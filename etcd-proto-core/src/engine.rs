@@ -26,6 +26,11 @@ use crate::rng::Rng;
 use crate::rpc::{Method, RetryClass, UnaryRpc};
 use crate::status::{encode_timeout, Code, Status};
 
+#[path = "watch.rs"]
+pub(crate) mod watch;
+
+use watch::{Group, GroupKey, WatchId, WatchResponse, Watcher};
+
 /// HTTP/2 RST_STREAM code CANCEL, sent when the client gives up on a call.
 pub const RESET_CANCEL: u32 = 8;
 
@@ -116,6 +121,17 @@ pub enum Transmit {
         body: Bytes,
         /// Whether this is the end of the request stream.
         end_stream: bool,
+        /// When true, received bytes are handed back to HTTP/2 flow control only when the
+        /// core says so ([`Transmit::ReleaseCapacity`]); otherwise as soon as they arrive.
+        manual_flow_control: bool,
+    },
+    /// Hand `bytes` of received data on a stream back to HTTP/2 flow control (streams opened
+    /// with `manual_flow_control`).
+    ReleaseCapacity {
+        /// The stream.
+        stream: StreamId,
+        /// How many bytes.
+        bytes: usize,
     },
     /// Send more request bytes on an open stream.
     SendData {
@@ -158,6 +174,32 @@ pub enum Event {
         /// The response message or the error.
         result: Result<Bytes, Error>,
     },
+    /// A watcher was created by the server (once; resumes after failures are not reported).
+    /// Events after `revision` will be delivered.
+    WatchCreated {
+        /// The watcher.
+        watch: WatchId,
+        /// The store revision at creation.
+        revision: i64,
+    },
+    /// A watcher has a response. `size` counts against the watcher's buffer until the
+    /// application reports it consumed with [`Core::watch_consumed`].
+    WatchResponse {
+        /// The watcher.
+        watch: WatchId,
+        /// The response.
+        response: WatchResponse,
+        /// Bytes to report back when consumed.
+        size: usize,
+    },
+    /// A watcher ended: `None` after [`Core::cancel_watch`], else why (compaction, rejected
+    /// create, no leader, client closed, ...). Nothing follows for it.
+    WatchEnded {
+        /// The watcher.
+        watch: WatchId,
+        /// Why, unless cancelled by the application.
+        error: Option<Error>,
+    },
     /// The endpoint list changed (after a sync or [`Core::set_endpoints`]).
     EndpointsChanged {
         /// The new list.
@@ -183,6 +225,13 @@ enum CallState {
         endpoint: EndpointId,
         response: ResponseState,
     },
+}
+
+/// What a stream serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamOwner {
+    Call(CallId),
+    Watch(GroupKey),
 }
 
 /// Who waits for a call's outcome.
@@ -240,7 +289,10 @@ pub struct Core {
     cursor: usize,
     calls: HashMap<CallId, Call>,
     waiting: VecDeque<CallId>,
-    streams: HashMap<StreamId, CallId>,
+    streams: HashMap<StreamId, StreamOwner>,
+    watchers: HashMap<WatchId, Watcher>,
+    groups: HashMap<GroupKey, Group>,
+    next_watch: u64,
     deadlines: BTreeSet<(Instant, CallId)>,
     backoffs: BTreeSet<(Instant, CallId)>,
     transmits: VecDeque<Transmit>,
@@ -268,6 +320,9 @@ impl Core {
             calls: HashMap::new(),
             waiting: VecDeque::new(),
             streams: HashMap::new(),
+            watchers: HashMap::new(),
+            groups: HashMap::new(),
+            next_watch: 1,
             deadlines: BTreeSet::new(),
             backoffs: BTreeSet::new(),
             transmits: VecDeque::new(),
@@ -382,6 +437,7 @@ impl Core {
         for id in ids {
             self.finish(id, Err(Error::ClientClosed), now);
         }
+        self.close_watches();
         for ep in &mut self.endpoints {
             if matches!(ep.conn, Conn::Connected | Conn::Connecting { .. }) {
                 self.transmits
@@ -445,6 +501,10 @@ impl Core {
         end_stream: bool,
         now: Instant,
     ) {
+        if let Some(key) = self.watch_of_stream(stream, now) {
+            self.watch_headers(key, status, headers, end_stream, now);
+            return;
+        }
         let Some(call) = self.call_of_stream(stream, now) else {
             return;
         };
@@ -458,6 +518,10 @@ impl Core {
 
     /// Response bytes arrived on a stream (any split).
     pub fn handle_data(&mut self, stream: StreamId, data: Bytes, end_stream: bool, now: Instant) {
+        if let Some(key) = self.watch_of_stream(stream, now) {
+            self.watch_data(key, data, end_stream, now);
+            return;
+        }
         let Some(call) = self.call_of_stream(stream, now) else {
             return;
         };
@@ -505,6 +569,10 @@ impl Core {
 
     /// Trailers arrived: the call's outcome is known.
     pub fn handle_trailers(&mut self, stream: StreamId, trailers: &HeaderMap, now: Instant) {
+        if let Some(key) = self.watch_of_stream(stream, now) {
+            self.watch_trailers(key, trailers, now);
+            return;
+        }
         if let Some(call) = self.call_of_stream(stream, now) {
             self.complete(call, Some(trailers), now);
         }
@@ -512,10 +580,18 @@ impl Core {
 
     /// The peer reset a stream with this HTTP/2 error code.
     pub fn handle_stream_reset(&mut self, stream: StreamId, reason: u32, now: Instant) {
+        let code = Code::from_reset_reason(reason);
+        if let Some(key) = self.watch_of_stream(stream, now) {
+            let error = Error::Status(Status::new(
+                if code == Code::Cancelled { Code::Unavailable } else { code },
+                format!("watch stream reset by the server (HTTP/2 error code {reason})"),
+            ));
+            self.watch_stream_failed(key, error, false, now);
+            return;
+        }
         let Some(call) = self.call_of_stream(stream, now) else {
             return;
         };
-        let code = Code::from_reset_reason(reason);
         let error = if code == Code::Unavailable {
             // REFUSED_STREAM: the server did not process the request.
             Error::Transport {
@@ -542,8 +618,17 @@ impl Core {
         request_sent: bool,
         now: Instant,
     ) {
-        let Some(call) = self.streams.get(&stream).copied() else {
-            return;
+        let call = match self.streams.get(&stream).copied() {
+            Some(StreamOwner::Call(call)) => call,
+            Some(StreamOwner::Watch(key)) => {
+                let error = Error::Transport {
+                    message: reason.to_string(),
+                    request_sent,
+                };
+                self.watch_stream_failed(key, error, false, now);
+                return;
+            }
+            None => return,
         };
         let error = Error::Transport {
             message: reason.to_string(),
@@ -588,6 +673,7 @@ impl Core {
                 }
             }
         }
+        self.watch_timers(now);
         let interval = self.config.keepalive_interval;
         let timeout = self.config.keepalive_timeout;
         for idx in 0..self.endpoints.len() {
@@ -651,6 +737,7 @@ impl Core {
             self.deadlines.first().map(|(at, _)| *at),
             self.backoffs.first().map(|(at, _)| *at),
             self.next_sync,
+            self.watch_poll_timeout(),
         ]
         .into_iter()
         .chain(endpoint_timers)
@@ -696,7 +783,9 @@ impl Core {
 
     /// The call a stream belongs to; notes activity on the stream's connection.
     fn call_of_stream(&mut self, stream: StreamId, now: Instant) -> Option<CallId> {
-        let call = *self.streams.get(&stream)?;
+        let StreamOwner::Call(call) = *self.streams.get(&stream)? else {
+            return None;
+        };
         if let Some(CallState::InFlight { endpoint, .. }) = self.calls.get(&call).map(|c| &c.state)
         {
             let endpoint = *endpoint;
@@ -705,6 +794,19 @@ impl Core {
             }
         }
         Some(call)
+    }
+
+    /// The watch group a stream belongs to; notes activity on the stream's connection.
+    fn watch_of_stream(&mut self, stream: StreamId, now: Instant) -> Option<GroupKey> {
+        let StreamOwner::Watch(key) = *self.streams.get(&stream)? else {
+            return None;
+        };
+        if let Some((_, endpoint)) = self.groups.get(&key).and_then(Group::open_on) {
+            if let Some(ep) = self.endpoint_mut(endpoint) {
+                ep.last_activity = now;
+            }
+        }
+        Some(key)
     }
 
     fn response_mut(&mut self, call: CallId) -> Option<&mut ResponseState> {
@@ -841,6 +943,13 @@ impl Core {
     }
 
     fn fail_in_flight(&mut self, endpoint: EndpointId, reason: &str, now: Instant) {
+        for key in self.watch_groups_on(endpoint) {
+            let error = Error::Transport {
+                message: reason.to_string(),
+                request_sent: true,
+            };
+            self.watch_stream_failed(key, error, false, now);
+        }
         let lost: Vec<CallId> = self
             .calls
             .iter()
@@ -933,17 +1042,22 @@ impl Core {
 
     /// Sends waiting calls to connected endpoints, connecting endpoints as needed.
     fn dispatch(&mut self, now: Instant) {
-        if self.waiting.is_empty() {
+        let watches_waiting = self.watches_need_token();
+        if self.waiting.is_empty() && !watches_waiting {
             return;
         }
-        let token_ready = matches!(self.auth, Auth::Off | Auth::Ready(_) | Auth::NotEnabled);
         if matches!(self.auth, Auth::Needed)
-            && self
-                .waiting
-                .iter()
-                .any(|id| self.calls.get(id).is_some_and(|c| c.needs_token))
+            && (watches_waiting
+                || self
+                    .waiting
+                    .iter()
+                    .any(|id| self.calls.get(id).is_some_and(|c| c.needs_token)))
         {
             self.start_auth(now);
+        }
+        let token_ready = matches!(self.auth, Auth::Off | Auth::Ready(_) | Auth::NotEnabled);
+        if watches_waiting && self.dispatch_watches(now, token_ready) {
+            self.ensure_connecting(now);
         }
         let queue = std::mem::take(&mut self.waiting);
         let mut still_waiting = VecDeque::with_capacity(queue.len());
@@ -1076,8 +1190,9 @@ impl Core {
             request,
             body,
             end_stream: true,
+            manual_flow_control: false,
         });
-        self.streams.insert(stream, id);
+        self.streams.insert(stream, StreamOwner::Call(id));
         self.endpoints[idx].active_streams += 1;
         let limit = self.config.max_receive_message_size;
         let generation = self.token_generation;

@@ -77,6 +77,13 @@ pub enum Error {
     /// The client was closed.
     #[error("client closed")]
     ClientClosed,
+    /// A watcher's start revision was compacted away: events before `compact_revision` are
+    /// gone. Watch again from `compact_revision` (after re-reading the state) to continue.
+    #[error("watch start revision was compacted (oldest available revision {compact_revision})")]
+    WatchCompacted {
+        /// The compaction revision: the oldest revision still available.
+        compact_revision: i64,
+    },
 }
 
 impl Error {
@@ -111,6 +118,7 @@ impl Error {
             Error::MessageTooLarge { .. } => Code::ResourceExhausted,
             Error::InvalidRequest(_) | Error::InvalidConfig(_) => Code::InvalidArgument,
             Error::Protocol(_) => Code::Internal,
+            Error::WatchCompacted { .. } => Code::OutOfRange,
         }
     }
 
@@ -130,7 +138,8 @@ impl Error {
             | Error::MessageTooLarge { .. }
             | Error::InvalidRequest(_)
             | Error::InvalidConfig(_)
-            | Error::Protocol(_) => false,
+            | Error::Protocol(_)
+            | Error::WatchCompacted { .. } => false,
         }
     }
 

@@ -32,13 +32,13 @@ use etcd_driver::{BoxFuture, BoxIo, Runtime, TlsConnector};
 use tokio::net::TcpStream;
 
 pub use etcd_driver::core::rpc::kv::{
-    prefix_range_end, Compact, Compare, CompareOp, Delete, Get, Put, SortOrder, SortTarget,
-    Txn, TxnOp,
+    prefix_range_end, Compact, Compare, CompareOp, Delete, Get, Put, SortOrder, SortTarget, Txn,
+    TxnOp,
 };
 pub use etcd_driver::core::{Direction, InvalidRequest};
 pub use etcd_driver::{
     core, proto, rpc, CallOptions, Code, Config, Credentials, Endpoint, Error, EtcdError,
-    EtcdErrorKind, Status, TlsConfig,
+    EtcdErrorKind, Status, TlsConfig, Watch, WatchResponse, WatchResponseKind, Watcher,
 };
 
 /// The tokio runtime for the driver. Tasks are spawned on the runtime that was current when
@@ -60,7 +60,11 @@ impl Tokio {
 }
 
 impl Runtime for Tokio {
-    fn connect(&self, endpoint: &Endpoint, tls: Option<&TlsConnector>) -> BoxFuture<io::Result<BoxIo>> {
+    fn connect(
+        &self,
+        endpoint: &Endpoint,
+        tls: Option<&TlsConnector>,
+    ) -> BoxFuture<io::Result<BoxIo>> {
         let host = endpoint.host.clone();
         let port = endpoint.port;
         let tls = tls.map(|t| (t.config(), t.server_name(endpoint)));

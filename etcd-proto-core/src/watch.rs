@@ -1,0 +1,981 @@
+//! Watches: many watchers multiplexed on one bidirectional Watch stream per group, exact
+//! resume after any failure, fragment reassembly, compaction and cancel reasons as typed
+//! errors, progress, and flow control that bounds memory per watcher.
+//!
+//! # How a watcher is matched to its create request
+//!
+//! Every watcher gets a client-chosen watch ID (`WatchCreateRequest.watch_id`, honoured by
+//! etcd 3.4 and later), never reused, so events can never be confused between an old and a
+//! new watcher. The server answers creates in request order, and a rejected create comes back
+//! with ID -1, so rejections are matched to the oldest create still waiting for its answer.
+//!
+//! # Resume
+//!
+//! Each watcher keeps `next_rev`, the first revision it has not seen: the last delivered
+//! event's mod revision + 1, or for a watcher that saw no event yet the Created (or progress)
+//! header revision + 1. (Go resumes at the Created revision itself, which can deliver an
+//! event older than the watch after a reconnect; we do not.) After a stream or connection
+//! failure every watcher is re-created at `next_rev` on a new stream, on another endpoint when
+//! there is one; repeated Created responses are hidden, and any event below `next_rev` is
+//! dropped, so each event is delivered exactly once, in order.
+//!
+//! # Memory and the head-of-line trade-off
+//!
+//! A watcher may hold at most `buffer_bytes` of delivered but unconsumed responses. Beyond
+//! that, the core stops releasing HTTP/2 flow-control capacity for the stream, so the server
+//! stops sending and nothing is buffered without bound and nothing is dropped. The price: all
+//! watchers sharing that stream wait for the slowest one. A watcher that must not wait for
+//! others (or hold them up) can ask for its own stream with [`Watch::own_stream`].
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use etcd_proto::etcdserverpb::{
+    watch_create_request::FilterType, watch_request::RequestUnion, ResponseHeader,
+    WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest,
+    WatchResponse as PbWatchResponse,
+};
+use etcd_proto::mvccpb;
+use http::{HeaderMap, StatusCode};
+use prost::Message;
+
+use super::{Auth, CallOptions, Core, EndpointId, Event, StreamId, StreamOwner, Transmit};
+use crate::error::{Error, EtcdErrorKind};
+use crate::grpc::{encode_message, MessageDecoder};
+use crate::rpc::kv::{End, KeyRange};
+use crate::rpc::IntoBytes;
+use crate::status::{Code, Status};
+
+const WATCH_PATH: &str = "/etcdserverpb.Watch/Watch";
+
+/// Default bound of delivered but unconsumed responses per watcher.
+pub const DEFAULT_WATCH_BUFFER: usize = 4 << 20;
+
+/// A watcher started with [`Core::watch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WatchId(pub u64);
+
+/// Which stream a watcher shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum GroupKey {
+    Shared { require_leader: bool },
+    Own(WatchId),
+}
+
+/// A watch request, with the Go client's options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct Watch {
+    range: KeyRange,
+    start_revision: i64,
+    progress_notify: bool,
+    no_put: bool,
+    no_delete: bool,
+    prev_kv: bool,
+    fragment: bool,
+    created_notify: bool,
+    require_leader: bool,
+    own_stream: bool,
+    buffer_bytes: usize,
+}
+
+impl Watch {
+    /// Watches `key`.
+    pub fn new(key: impl IntoBytes) -> Watch {
+        Watch {
+            range: KeyRange::new(key.into_bytes()),
+            start_revision: 0,
+            progress_notify: false,
+            no_put: false,
+            no_delete: false,
+            prev_kv: false,
+            fragment: false,
+            created_notify: false,
+            require_leader: false,
+            own_stream: false,
+            buffer_bytes: DEFAULT_WATCH_BUFFER,
+        }
+    }
+
+    /// Watches every key with the key as prefix (empty key: everything).
+    pub fn prefix(mut self) -> Self {
+        self.range.prefix();
+        self
+    }
+
+    /// Watches every key `>=` the key.
+    pub fn from_key(mut self) -> Self {
+        self.range.set_from_key();
+        self
+    }
+
+    /// Watches `[key, end)`.
+    pub fn range_end(mut self, end: impl IntoBytes) -> Self {
+        self.range.end = End::Range(end.into_bytes());
+        self
+    }
+
+    /// Starts at this revision (inclusive); 0 (the default) means "after now".
+    pub fn start_revision(mut self, revision: i64) -> Self {
+        self.start_revision = revision;
+        self
+    }
+
+    /// Asks the server for periodic progress notifications while idle.
+    pub fn progress_notify(mut self) -> Self {
+        self.progress_notify = true;
+        self
+    }
+
+    /// Leaves out PUT events (server-side).
+    pub fn no_put(mut self) -> Self {
+        self.no_put = true;
+        self
+    }
+
+    /// Leaves out DELETE events (server-side).
+    pub fn no_delete(mut self) -> Self {
+        self.no_delete = true;
+        self
+    }
+
+    /// Includes each event's previous key-value.
+    pub fn prev_kv(mut self) -> Self {
+        self.prev_kv = true;
+        self
+    }
+
+    /// Lets the server split huge revisions; the client reassembles them.
+    pub fn fragment(mut self) -> Self {
+        self.fragment = true;
+        self
+    }
+
+    /// Delivers the Created response too.
+    pub fn created_notify(mut self) -> Self {
+        self.created_notify = true;
+        self
+    }
+
+    /// Ends the watcher with a typed `NoLeader` error when its member loses its leader.
+    pub fn require_leader(mut self) -> Self {
+        self.require_leader = true;
+        self
+    }
+
+    /// Puts this watcher on a stream of its own (no head-of-line blocking with others).
+    pub fn own_stream(mut self) -> Self {
+        self.own_stream = true;
+        self
+    }
+
+    /// Bound of delivered but unconsumed response bytes before the stream is paused.
+    pub fn buffer_bytes(mut self, bytes: usize) -> Self {
+        self.buffer_bytes = bytes.max(1);
+        self
+    }
+}
+
+/// What a watch response is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WatchResponseKind {
+    /// Events (one revision or more, fragments already merged).
+    Events,
+    /// The watcher was created (only with [`Watch::created_notify`]).
+    Created,
+    /// Progress: every event up to the header revision has been delivered.
+    Progress,
+}
+
+/// One response delivered to a watcher.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchResponse {
+    /// What this response is.
+    pub kind: WatchResponseKind,
+    /// The header (`revision`: the store revision the response reflects).
+    pub header: ResponseHeader,
+    /// The events, in revision order.
+    pub events: Vec<mvccpb::Event>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Watcher {
+    group: GroupKey,
+    create: WatchCreateRequest,
+    /// First revision not yet delivered (0: none promised yet).
+    next_rev: i64,
+    /// Created on the current stream.
+    created: bool,
+    /// Created at least once (later Created responses are resumes).
+    announced: bool,
+    created_notify: bool,
+    buffered: usize,
+    held: usize,
+    limit: usize,
+    auth_retries: u32,
+}
+
+#[derive(Debug)]
+pub(crate) enum GroupState {
+    Waiting,
+    Backoff {
+        until: Instant,
+    },
+    Open {
+        stream: StreamId,
+        endpoint: EndpointId,
+        decoder: MessageDecoder,
+        http_status: Option<StatusCode>,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct Group {
+    pub(crate) state: GroupState,
+    members: BTreeSet<WatchId>,
+    pending_creates: VecDeque<WatchId>,
+    fragments: HashMap<i64, (ResponseHeader, Vec<mvccpb::Event>, usize)>,
+    cancelled_unknown: HashSet<i64>,
+    failures: u32,
+    avoid: Option<EndpointId>,
+    require_leader: bool,
+}
+
+impl Group {
+    fn new(require_leader: bool) -> Group {
+        Group {
+            state: GroupState::Waiting,
+            members: BTreeSet::new(),
+            pending_creates: VecDeque::new(),
+            fragments: HashMap::new(),
+            cancelled_unknown: HashSet::new(),
+            failures: 0,
+            avoid: None,
+            require_leader,
+        }
+    }
+
+    pub(crate) fn open_on(&self) -> Option<(StreamId, EndpointId)> {
+        match self.state {
+            GroupState::Open {
+                stream, endpoint, ..
+            } => Some((stream, endpoint)),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a stream-level failure ends the watchers (halt) or the stream is reopened.
+fn halts(error: &Error) -> bool {
+    match error {
+        Error::Etcd(e) => match e.kind {
+            EtcdErrorKind::NoLeader => true,
+            kind => kind.canonical_code() != Code::Unavailable && !kind.is_retryable(),
+        },
+        Error::Status(s) => !matches!(
+            s.code,
+            Code::Unavailable | Code::Internal | Code::Unknown | Code::Cancelled
+        ),
+        Error::Transport { .. } | Error::DeadlineExceeded { .. } => false,
+        _ => true,
+    }
+}
+
+fn frame(req: RequestUnion, limit: usize) -> Result<Bytes, Error> {
+    encode_message(
+        &WatchRequest {
+            request_union: Some(req),
+        },
+        limit,
+    )
+}
+
+impl Core {
+    /// Starts a watcher. Its responses arrive as [`Event::WatchResponse`]; its end (with the
+    /// reason) as [`Event::WatchEnded`].
+    pub fn watch(&mut self, watch: Watch, now: Instant) -> Result<WatchId, Error> {
+        if self.closed {
+            return Err(Error::ClientClosed);
+        }
+        let (key, range_end) = watch.range.clone().resolve()?;
+        let mut filters = Vec::new();
+        if watch.no_put {
+            filters.push(FilterType::Noput as i32);
+        }
+        if watch.no_delete {
+            filters.push(FilterType::Nodelete as i32);
+        }
+        let id = WatchId(self.next_watch);
+        self.next_watch += 1;
+        let create = WatchCreateRequest {
+            key,
+            range_end,
+            start_revision: watch.start_revision,
+            progress_notify: watch.progress_notify,
+            filters,
+            prev_kv: watch.prev_kv,
+            watch_id: id.0 as i64,
+            fragment: watch.fragment,
+        };
+        // Refuse oversized creates now, not when a stream opens.
+        frame(RequestUnion::CreateRequest(create.clone()), self.config.max_send_message_size)?;
+        let group = if watch.own_stream {
+            GroupKey::Own(id)
+        } else {
+            GroupKey::Shared {
+                require_leader: watch.require_leader,
+            }
+        };
+        self.watchers.insert(
+            id,
+            Watcher {
+                group,
+                // A negative start is sent as is: the server rejects it as compacted.
+                next_rev: watch.start_revision,
+                create,
+                created: false,
+                announced: false,
+                created_notify: watch.created_notify,
+                buffered: 0,
+                held: 0,
+                limit: watch.buffer_bytes,
+                auth_retries: 0,
+            },
+        );
+        let g = self
+            .groups
+            .entry(group)
+            .or_insert_with(|| Group::new(watch.require_leader));
+        g.members.insert(id);
+        if let Some((stream, _)) = g.open_on() {
+            self.send_create(group, id, stream);
+        }
+        self.dispatch(now);
+        Ok(id)
+    }
+
+    /// Cancels a watcher: the server is told, and [`Event::WatchEnded`] follows with no error.
+    pub fn cancel_watch(&mut self, id: WatchId, now: Instant) {
+        self.end_watcher(id, None, now);
+    }
+
+    /// Asks the server for a progress notification on the shared stream; the answer is
+    /// delivered to every watcher of that stream as a [`WatchResponseKind::Progress`].
+    pub fn request_progress(&mut self, now: Instant) -> Result<(), Error> {
+        let _ = now;
+        let key = GroupKey::Shared {
+            require_leader: false,
+        };
+        let Some((stream, _)) = self.groups.get(&key).and_then(Group::open_on) else {
+            return Err(Error::InvalidRequest(crate::InvalidRequest::Invalid(
+                "no open watch stream to request progress on".into(),
+            )));
+        };
+        let data = frame(
+            RequestUnion::ProgressRequest(WatchProgressRequest {}),
+            self.config.max_send_message_size,
+        )?;
+        self.transmits.push_back(Transmit::SendData {
+            stream,
+            data,
+            end_stream: false,
+        });
+        Ok(())
+    }
+
+    /// The application took `bytes` (as reported in [`Event::WatchResponse`]) of a watcher's
+    /// responses: flow-control capacity held back for it may be released.
+    pub fn watch_consumed(&mut self, id: WatchId, bytes: usize) {
+        let Some(w) = self.watchers.get_mut(&id) else {
+            return;
+        };
+        w.buffered = w.buffered.saturating_sub(bytes);
+        if w.buffered <= w.limit && w.held > 0 {
+            let held = std::mem::take(&mut w.held);
+            let group = w.group;
+            self.release(group, held);
+        }
+    }
+
+    /// Number of live watchers.
+    pub fn watchers(&self) -> usize {
+        self.watchers.len()
+    }
+
+    fn release(&mut self, group: GroupKey, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        if let Some((stream, _)) = self.groups.get(&group).and_then(Group::open_on) {
+            self.transmits
+                .push_back(Transmit::ReleaseCapacity { stream, bytes });
+        }
+    }
+
+    fn send_create(&mut self, group: GroupKey, id: WatchId, stream: StreamId) {
+        let Some(w) = self.watchers.get(&id) else {
+            return;
+        };
+        let mut create = w.create.clone();
+        create.start_revision = w.next_rev;
+        match frame(
+            RequestUnion::CreateRequest(create),
+            self.config.max_send_message_size,
+        ) {
+            Ok(data) => {
+                self.transmits.push_back(Transmit::SendData {
+                    stream,
+                    data,
+                    end_stream: false,
+                });
+                if let Some(g) = self.groups.get_mut(&group) {
+                    g.pending_creates.push_back(id);
+                }
+            }
+            Err(e) => self.finish_watcher(id, Some(e)),
+        }
+    }
+
+    fn send_cancel(&mut self, stream: StreamId, wire_id: i64) {
+        if let Ok(data) = frame(
+            RequestUnion::CancelRequest(WatchCancelRequest { watch_id: wire_id }),
+            self.config.max_send_message_size,
+        ) {
+            self.transmits.push_back(Transmit::SendData {
+                stream,
+                data,
+                end_stream: false,
+            });
+        }
+    }
+
+    /// Removes a watcher, telling the server when it knows it, and reports its end.
+    fn end_watcher(&mut self, id: WatchId, error: Option<Error>, now: Instant) {
+        let Some(w) = self.watchers.get(&id) else {
+            return;
+        };
+        let group = w.group;
+        let held = w.held;
+        let created = w.created;
+        self.release(group, held);
+        if let Some((stream, _)) = self.groups.get(&group).and_then(Group::open_on) {
+            if created {
+                self.send_cancel(stream, id.0 as i64);
+            }
+        }
+        self.finish_watcher(id, error);
+        self.drop_group_if_empty(group, now);
+    }
+
+    fn finish_watcher(&mut self, id: WatchId, error: Option<Error>) {
+        let Some(w) = self.watchers.remove(&id) else {
+            return;
+        };
+        if let Some(g) = self.groups.get_mut(&w.group) {
+            g.members.remove(&id);
+            g.pending_creates.retain(|p| *p != id);
+        }
+        self.events.push_back(Event::WatchEnded { watch: id, error });
+    }
+
+    fn drop_group_if_empty(&mut self, group: GroupKey, _now: Instant) {
+        let empty = self.groups.get(&group).is_some_and(|g| g.members.is_empty());
+        if !empty {
+            return;
+        }
+        if let Some(g) = self.groups.remove(&group) {
+            if let GroupState::Open {
+                stream, endpoint, ..
+            } = g.state
+            {
+                self.detach_watch_stream(stream, endpoint);
+                self.transmits.push_back(Transmit::ResetStream {
+                    stream,
+                    reason: super::RESET_CANCEL,
+                });
+            }
+        }
+    }
+
+    fn detach_watch_stream(&mut self, stream: StreamId, endpoint: EndpointId) {
+        self.streams.remove(&stream);
+        if let Some(ep) = self.endpoint_mut(endpoint) {
+            ep.active_streams = ep.active_streams.saturating_sub(1);
+        }
+    }
+
+    /// Groups waiting for a stream: open one on a connected endpoint (after a token when
+    /// one is needed). Returns whether some group still needs a connection.
+    pub(crate) fn dispatch_watches(&mut self, now: Instant, token_ready: bool) -> bool {
+        let mut want_connect = false;
+        let waiting: Vec<GroupKey> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| matches!(g.state, GroupState::Waiting) && !g.members.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in waiting {
+            if !token_ready {
+                continue;
+            }
+            let avoid = self.groups[&key].avoid;
+            let Some(idx) = self.pick_connected(avoid, now) else {
+                want_connect = true;
+                continue;
+            };
+            self.open_watch_stream(key, idx);
+        }
+        want_connect
+    }
+
+    /// Whether some group waits for a token.
+    pub(crate) fn watches_need_token(&self) -> bool {
+        self.groups
+            .values()
+            .any(|g| matches!(g.state, GroupState::Waiting) && !g.members.is_empty())
+    }
+
+    fn open_watch_stream(&mut self, key: GroupKey, idx: usize) {
+        let require_leader = self.groups[&key].require_leader;
+        let options = CallOptions {
+            require_leader,
+            ..Default::default()
+        };
+        let ep = &self.endpoints[idx];
+        let request = self.request_head(ep, WATCH_PATH, &options, None, true);
+        let endpoint = ep.id;
+        let stream = StreamId(self.next_stream);
+        self.next_stream += 1;
+        let limit = self.config.max_receive_message_size;
+        let members: Vec<WatchId> = self.groups[&key].members.iter().copied().collect();
+        let mut body = Vec::new();
+        let mut pending = VecDeque::new();
+        for id in members {
+            let Some(w) = self.watchers.get_mut(&id) else {
+                continue;
+            };
+            w.created = false;
+            let mut create = w.create.clone();
+            create.start_revision = w.next_rev;
+            match frame(
+                RequestUnion::CreateRequest(create),
+                self.config.max_send_message_size,
+            ) {
+                Ok(data) => {
+                    body.extend_from_slice(&data);
+                    pending.push_back(id);
+                }
+                Err(e) => self.finish_watcher(id, Some(e)),
+            }
+        }
+        let g = self.groups.get_mut(&key).expect("group exists");
+        g.pending_creates = pending;
+        g.fragments.clear();
+        g.cancelled_unknown.clear();
+        g.state = GroupState::Open {
+            stream,
+            endpoint,
+            decoder: MessageDecoder::new(limit),
+            http_status: None,
+        };
+        self.streams.insert(stream, StreamOwner::Watch(key));
+        self.endpoints[idx].active_streams += 1;
+        self.transmits.push_back(Transmit::OpenStream {
+            endpoint,
+            stream,
+            request,
+            body: Bytes::from(body),
+            end_stream: false,
+            manual_flow_control: true,
+        });
+    }
+
+    pub(crate) fn watch_headers(&mut self, key: GroupKey, status: StatusCode, headers: &HeaderMap, end_stream: bool, now: Instant) {
+        if let Some(Group {
+            state: GroupState::Open { http_status, .. },
+            ..
+        }) = self.groups.get_mut(&key)
+        {
+            *http_status = Some(status);
+        }
+        if end_stream {
+            self.watch_stream_ended(key, Some(headers), now);
+        }
+    }
+
+    pub(crate) fn watch_data(&mut self, key: GroupKey, data: Bytes, end_stream: bool, now: Instant) {
+        let mut messages = Vec::new();
+        let mut failure = None;
+        if let Some(Group {
+            state: GroupState::Open {
+                decoder,
+                http_status,
+                ..
+            },
+            ..
+        }) = self.groups.get_mut(&key)
+        {
+            if http_status.is_none_or(|s| s == StatusCode::OK) {
+                decoder.push(data);
+                loop {
+                    match decoder.next_message() {
+                        Ok(Some(msg)) => messages.push(msg),
+                        Ok(None) => break,
+                        Err(e) => {
+                            failure = Some(Error::from(e));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        for msg in messages {
+            self.watch_message(key, msg, now);
+        }
+        if let Some(e) = failure {
+            self.watch_stream_failed(key, e, true, now);
+        } else if end_stream {
+            self.watch_stream_ended(key, None, now);
+        }
+    }
+
+    pub(crate) fn watch_trailers(&mut self, key: GroupKey, trailers: &HeaderMap, now: Instant) {
+        self.watch_stream_ended(key, Some(trailers), now);
+    }
+
+    fn watch_stream_ended(&mut self, key: GroupKey, trailers: Option<&HeaderMap>, now: Instant) {
+        let http_status = match self.groups.get(&key).map(|g| &g.state) {
+            Some(GroupState::Open { http_status, .. }) => http_status.unwrap_or(StatusCode::OK),
+            _ => return,
+        };
+        let status = trailers.and_then(Status::from_headers).unwrap_or_else(|| {
+            Status::new(
+                if http_status == StatusCode::OK {
+                    Code::Unavailable
+                } else {
+                    Code::from_http_status(http_status)
+                },
+                format!("watch stream ended without grpc-status (HTTP status {http_status})"),
+            )
+        });
+        let error = if status.is_ok() {
+            Error::Status(Status::new(Code::Unavailable, "watch stream ended by the server"))
+        } else {
+            Error::from_status(status)
+        };
+        self.watch_stream_failed(key, error, false, now);
+    }
+
+    /// The group's stream failed or ended: reopen it (all watchers resume at their next
+    /// revision) or, for a halting error, end every watcher of the group with it.
+    pub(crate) fn watch_stream_failed(&mut self, key: GroupKey, error: Error, reset: bool, now: Instant) {
+        let Some(g) = self.groups.get_mut(&key) else {
+            return;
+        };
+        let old = std::mem::replace(&mut g.state, GroupState::Waiting);
+        let mut failed_endpoint = None;
+        if let GroupState::Open {
+            stream, endpoint, ..
+        } = old
+        {
+            failed_endpoint = Some(endpoint);
+            self.detach_watch_stream(stream, endpoint);
+            if reset {
+                self.transmits.push_back(Transmit::ResetStream {
+                    stream,
+                    reason: super::RESET_CANCEL,
+                });
+            }
+        }
+        let members: Vec<WatchId> = self.groups[&key].members.iter().copied().collect();
+        let auth_problem = matches!(
+            error.etcd_kind(),
+            Some(EtcdErrorKind::InvalidAuthToken | EtcdErrorKind::AuthOldRevision)
+        ) && self.config.credentials.is_some();
+        if auth_problem {
+            self.auth = Auth::Needed;
+        } else if halts(&error) {
+            for id in members {
+                self.finish_watcher(id, Some(error.clone()));
+            }
+            self.groups.remove(&key);
+            return;
+        }
+        for id in &members {
+            if let Some(w) = self.watchers.get_mut(id) {
+                w.created = false;
+                // Capacity held for unconsumed responses died with the stream.
+                w.held = 0;
+            }
+        }
+        let g = self.groups.get_mut(&key).expect("group exists");
+        g.avoid = failed_endpoint;
+        g.failures += 1;
+        let pause = if g.failures <= 1 {
+            Duration::ZERO
+        } else {
+            (Duration::from_millis(50) * (1u32 << (g.failures - 2).min(6))).min(Duration::from_secs(2))
+        };
+        if !pause.is_zero() {
+            g.state = GroupState::Backoff { until: now + pause };
+        }
+        self.dispatch(now);
+    }
+
+    /// Moves groups whose backoff is over back to waiting.
+    pub(crate) fn watch_timers(&mut self, now: Instant) {
+        for g in self.groups.values_mut() {
+            if let GroupState::Backoff { until } = g.state {
+                if until <= now {
+                    g.state = GroupState::Waiting;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn watch_poll_timeout(&self) -> Option<Instant> {
+        self.groups
+            .values()
+            .filter_map(|g| match g.state {
+                GroupState::Backoff { until } => Some(until),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Groups whose stream runs on `endpoint`.
+    pub(crate) fn watch_groups_on(&self, endpoint: EndpointId) -> Vec<GroupKey> {
+        self.groups
+            .iter()
+            .filter(|(_, g)| g.open_on().is_some_and(|(_, e)| e == endpoint))
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// Ends every watcher (client closing).
+    pub(crate) fn close_watches(&mut self) {
+        let ids: Vec<WatchId> = self.watchers.keys().copied().collect();
+        for id in ids {
+            self.finish_watcher(id, Some(Error::ClientClosed));
+        }
+        let groups: Vec<Group> = self.groups.drain().map(|(_, g)| g).collect();
+        for g in groups {
+            if let GroupState::Open { stream, .. } = g.state {
+                self.streams.remove(&stream);
+                self.transmits.push_back(Transmit::ResetStream {
+                    stream,
+                    reason: super::RESET_CANCEL,
+                });
+            }
+        }
+    }
+
+    /// One WatchResponse message of the group's stream.
+    fn watch_message(&mut self, key: GroupKey, msg: Bytes, now: Instant) {
+        let size = msg.len() + crate::grpc::PREFIX_LEN;
+        let resp = match PbWatchResponse::decode(msg) {
+            Ok(r) => r,
+            Err(e) => {
+                let error = Error::Protocol(format!("undecodable watch response: {e}"));
+                self.watch_stream_failed(key, error, true, now);
+                return;
+            }
+        };
+        let Some((stream, _)) = self.groups.get(&key).and_then(Group::open_on) else {
+            return;
+        };
+        let header = resp.header.clone().unwrap_or_default();
+        if resp.created {
+            self.release(key, size);
+            self.watch_created(key, stream, resp, now);
+            return;
+        }
+        if resp.canceled {
+            self.release(key, size);
+            let id = WatchId(resp.watch_id as u64);
+            if resp.watch_id < 0 || !self.watchers.contains_key(&id) {
+                return;
+            }
+            let error = if resp.compact_revision > 0 {
+                Error::WatchCompacted {
+                    compact_revision: resp.compact_revision,
+                }
+            } else if !resp.cancel_reason.is_empty() {
+                Error::from_status(Status::new(Code::FailedPrecondition, resp.cancel_reason))
+            } else {
+                Error::Status(Status::new(Code::Cancelled, "watch canceled by the server"))
+            };
+            // The server dropped it: no cancel request needed.
+            if let Some(w) = self.watchers.get_mut(&id) {
+                w.created = false;
+            }
+            self.end_watcher(id, Some(error), now);
+            return;
+        }
+        if let Some(g) = self.groups.get_mut(&key) {
+            g.failures = 0;
+        }
+        if resp.watch_id == -1 {
+            // Stream-wide progress (answer to a progress request): every watcher has seen all.
+            self.release(key, size);
+            let members: Vec<WatchId> = self.groups[&key].members.iter().copied().collect();
+            for id in members {
+                if self.watchers.get(&id).is_some_and(|w| w.created) {
+                    self.deliver(id, WatchResponseKind::Progress, header.clone(), Vec::new(), 0);
+                }
+            }
+            return;
+        }
+        let id = WatchId(resp.watch_id as u64);
+        if !self.watchers.contains_key(&id) {
+            self.release(key, size);
+            let fresh = self
+                .groups
+                .get_mut(&key)
+                .is_some_and(|g| g.cancelled_unknown.insert(resp.watch_id));
+            if fresh {
+                self.send_cancel(stream, resp.watch_id);
+            }
+            return;
+        }
+        let (header, events, size) = if resp.fragment || self.groups[&key].fragments.contains_key(&resp.watch_id) {
+            let g = self.groups.get_mut(&key).expect("group exists");
+            let entry = g
+                .fragments
+                .entry(resp.watch_id)
+                .or_insert_with(|| (header.clone(), Vec::new(), 0));
+            entry.1.extend(resp.events);
+            entry.2 += size;
+            entry.0 = header;
+            if resp.fragment {
+                return;
+            }
+            g.fragments.remove(&resp.watch_id).expect("just inserted")
+        } else {
+            (header, resp.events, size)
+        };
+        if events.is_empty() {
+            self.release(key, size);
+            self.deliver(id, WatchResponseKind::Progress, header, Vec::new(), 0);
+        } else {
+            self.deliver(id, WatchResponseKind::Events, header, events, size);
+        }
+    }
+
+    fn watch_created(&mut self, key: GroupKey, stream: StreamId, resp: PbWatchResponse, now: Instant) {
+        let head = self.groups.get_mut(&key).and_then(|g| g.pending_creates.pop_front());
+        let header = resp.header.clone().unwrap_or_default();
+        if resp.canceled {
+            // A rejected create comes back with ID -1: it answers the oldest pending create.
+            let id = if resp.watch_id >= 0 && self.watchers.contains_key(&WatchId(resp.watch_id as u64)) {
+                WatchId(resp.watch_id as u64)
+            } else {
+                match head {
+                    Some(id) => id,
+                    None => return,
+                }
+            };
+            let error = if resp.compact_revision > 0 {
+                Error::WatchCompacted {
+                    compact_revision: resp.compact_revision,
+                }
+            } else {
+                Error::from_status(Status::new(Code::FailedPrecondition, resp.cancel_reason.clone()))
+            };
+            let auth_problem = matches!(
+                error.etcd_kind(),
+                Some(EtcdErrorKind::InvalidAuthToken | EtcdErrorKind::AuthOldRevision | EtcdErrorKind::UserEmpty)
+            ) && self.config.credentials.is_some();
+            let retries = self.watchers.get(&id).map_or(u32::MAX, |w| w.auth_retries);
+            if auth_problem && retries < crate::retry::MAX_AUTH_RETRIES {
+                // The stream carries the token: refresh it and reopen the stream.
+                if let Some(w) = self.watchers.get_mut(&id) {
+                    w.auth_retries += 1;
+                }
+                self.auth = Auth::Needed;
+                let error = Error::Status(Status::new(Code::Unauthenticated, "watch token refresh"));
+                self.watch_stream_failed(key, error, true, now);
+                return;
+            }
+            self.end_watcher(id, Some(error), now);
+            return;
+        }
+        let id = WatchId(resp.watch_id as u64);
+        let Some(w) = self.watchers.get_mut(&id) else {
+            // Created for a watcher cancelled meanwhile: cancel it on the server.
+            self.send_cancel(stream, resp.watch_id);
+            return;
+        };
+        w.created = true;
+        w.auth_retries = 0;
+        if w.next_rev == 0 {
+            w.next_rev = header.revision + 1;
+        }
+        if let Some(g) = self.groups.get_mut(&key) {
+            g.failures = 0;
+        }
+        if !w.announced {
+            w.announced = true;
+            let created_notify = w.created_notify;
+            self.events.push_back(Event::WatchCreated {
+                watch: id,
+                revision: header.revision,
+            });
+            if created_notify {
+                self.deliver(id, WatchResponseKind::Created, header, Vec::new(), 0);
+            }
+        }
+    }
+
+    /// Delivers a response to a watcher, dropping events it has already seen, and decides
+    /// whether the response's flow-control capacity is released now or held.
+    fn deliver(
+        &mut self,
+        id: WatchId,
+        kind: WatchResponseKind,
+        header: ResponseHeader,
+        mut events: Vec<mvccpb::Event>,
+        size: usize,
+    ) {
+        let Some(w) = self.watchers.get_mut(&id) else {
+            return;
+        };
+        let group = w.group;
+        if kind == WatchResponseKind::Events {
+            let next = w.next_rev;
+            events.retain(|e| e.kv.as_ref().map_or(0, |kv| kv.mod_revision) >= next);
+            let Some(last) = events.last().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision) else {
+                self.release(group, size);
+                return;
+            };
+            w.next_rev = last + 1;
+        } else if kind == WatchResponseKind::Progress {
+            w.next_rev = w.next_rev.max(header.revision + 1);
+        }
+        w.buffered += size;
+        let release_now = w.buffered <= w.limit;
+        if !release_now {
+            w.held += size;
+        }
+        self.events.push_back(Event::WatchResponse {
+            watch: id,
+            response: WatchResponse {
+                kind,
+                header,
+                events,
+            },
+            size,
+        });
+        if release_now {
+            self.release(group, size);
+        }
+    }
+}
+
+impl<K: IntoBytes> From<K> for Watch {
+    fn from(key: K) -> Watch {
+        Watch::new(key)
+    }
+}
