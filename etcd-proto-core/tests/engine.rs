@@ -112,8 +112,10 @@ impl Sim {
                 request,
                 body,
                 end_stream,
+                manual_flow_control,
             } => {
                 assert!(end_stream, "a unary request ends the request stream");
+                assert!(!manual_flow_control, "unary responses release capacity at once");
                 Opened {
                     endpoint,
                     stream,
