@@ -304,6 +304,9 @@ pub struct Core {
     token_generation: u64,
     next_sync: Option<Instant>,
     sync_in_flight: bool,
+    /// Why the last connection attempt failed, until a connection succeeds: a call that
+    /// never got a connection reports it at its deadline (e.g. a TLS verification error).
+    last_connect_error: Option<String>,
     user_agent: HeaderValue,
     closed: bool,
 }
@@ -338,6 +341,7 @@ impl Core {
             token_generation: 0,
             next_sync: config.auto_sync_interval.map(|i| now + i),
             sync_in_flight: false,
+            last_connect_error: None,
             user_agent: HeaderValue::from_static(concat!("etcd-rs/", env!("CARGO_PKG_VERSION"))),
             closed: false,
             config,
@@ -455,6 +459,7 @@ impl Core {
 
     /// The connection to `endpoint` is ready for streams.
     pub fn handle_connected(&mut self, endpoint: EndpointId, now: Instant) {
+        self.last_connect_error = None;
         if let Some(ep) = self.endpoint_mut(endpoint) {
             if matches!(ep.conn, Conn::Connecting { .. }) {
                 ep.conn = Conn::Connected;
@@ -468,9 +473,9 @@ impl Core {
 
     /// The connection attempt to `endpoint` failed.
     pub fn handle_connect_failed(&mut self, endpoint: EndpointId, reason: &str, now: Instant) {
-        let _ = reason;
         if let Some(idx) = self.endpoint_index(endpoint) {
             if matches!(self.endpoints[idx].conn, Conn::Connecting { .. }) {
+                self.last_connect_error = Some(reason.to_string());
                 self.connect_backoff(idx, now);
             }
         }
@@ -583,7 +588,11 @@ impl Core {
         let code = Code::from_reset_reason(reason);
         if let Some(key) = self.watch_of_stream(stream, now) {
             let error = Error::Status(Status::new(
-                if code == Code::Cancelled { Code::Unavailable } else { code },
+                if code == Code::Cancelled {
+                    Code::Unavailable
+                } else {
+                    code
+                },
                 format!("watch stream reset by the server (HTTP/2 error code {reason})"),
             ));
             self.watch_stream_failed(key, error, false, now);
@@ -659,7 +668,14 @@ impl Core {
                 .calls
                 .get(&call)
                 .is_some_and(|c| c.maybe_applied || matches!(c.state, CallState::InFlight { .. }));
-            self.finish(call, Err(Error::DeadlineExceeded { request_sent }), now);
+            let error = match (&self.last_connect_error, request_sent) {
+                (Some(cause), false) => Error::Transport {
+                    message: format!("no connection before the deadline: {cause}"),
+                    request_sent: false,
+                },
+                _ => Error::DeadlineExceeded { request_sent },
+            };
+            self.finish(call, Err(error), now);
         }
         while let Some(&(at, call)) = self.backoffs.first() {
             if at > now {

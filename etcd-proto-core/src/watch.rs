@@ -320,7 +320,10 @@ impl Core {
             fragment: watch.fragment,
         };
         // Refuse oversized creates now, not when a stream opens.
-        frame(RequestUnion::CreateRequest(create.clone()), self.config.max_send_message_size)?;
+        frame(
+            RequestUnion::CreateRequest(create.clone()),
+            self.config.max_send_message_size,
+        )?;
         let group = if watch.own_stream {
             GroupKey::Own(id)
         } else {
@@ -477,11 +480,15 @@ impl Core {
             g.members.remove(&id);
             g.pending_creates.retain(|p| *p != id);
         }
-        self.events.push_back(Event::WatchEnded { watch: id, error });
+        self.events
+            .push_back(Event::WatchEnded { watch: id, error });
     }
 
     fn drop_group_if_empty(&mut self, group: GroupKey, _now: Instant) {
-        let empty = self.groups.get(&group).is_some_and(|g| g.members.is_empty());
+        let empty = self
+            .groups
+            .get(&group)
+            .is_some_and(|g| g.members.is_empty());
         if !empty {
             return;
         }
@@ -592,7 +599,14 @@ impl Core {
         });
     }
 
-    pub(crate) fn watch_headers(&mut self, key: GroupKey, status: StatusCode, headers: &HeaderMap, end_stream: bool, now: Instant) {
+    pub(crate) fn watch_headers(
+        &mut self,
+        key: GroupKey,
+        status: StatusCode,
+        headers: &HeaderMap,
+        end_stream: bool,
+        now: Instant,
+    ) {
         if let Some(Group {
             state: GroupState::Open { http_status, .. },
             ..
@@ -605,15 +619,22 @@ impl Core {
         }
     }
 
-    pub(crate) fn watch_data(&mut self, key: GroupKey, data: Bytes, end_stream: bool, now: Instant) {
+    pub(crate) fn watch_data(
+        &mut self,
+        key: GroupKey,
+        data: Bytes,
+        end_stream: bool,
+        now: Instant,
+    ) {
         let mut messages = Vec::new();
         let mut failure = None;
         if let Some(Group {
-            state: GroupState::Open {
-                decoder,
-                http_status,
-                ..
-            },
+            state:
+                GroupState::Open {
+                    decoder,
+                    http_status,
+                    ..
+                },
             ..
         }) = self.groups.get_mut(&key)
         {
@@ -661,7 +682,10 @@ impl Core {
             )
         });
         let error = if status.is_ok() {
-            Error::Status(Status::new(Code::Unavailable, "watch stream ended by the server"))
+            Error::Status(Status::new(
+                Code::Unavailable,
+                "watch stream ended by the server",
+            ))
         } else {
             Error::from_status(status)
         };
@@ -670,7 +694,13 @@ impl Core {
 
     /// The group's stream failed or ended: reopen it (all watchers resume at their next
     /// revision) or, for a halting error, end every watcher of the group with it.
-    pub(crate) fn watch_stream_failed(&mut self, key: GroupKey, error: Error, reset: bool, now: Instant) {
+    pub(crate) fn watch_stream_failed(
+        &mut self,
+        key: GroupKey,
+        error: Error,
+        reset: bool,
+        now: Instant,
+    ) {
         let Some(g) = self.groups.get_mut(&key) else {
             return;
         };
@@ -716,7 +746,8 @@ impl Core {
         let pause = if g.failures <= 1 {
             Duration::ZERO
         } else {
-            (Duration::from_millis(50) * (1u32 << (g.failures - 2).min(6))).min(Duration::from_secs(2))
+            (Duration::from_millis(50) * (1u32 << (g.failures - 2).min(6)))
+                .min(Duration::from_secs(2))
         };
         if !pause.is_zero() {
             g.state = GroupState::Backoff { until: now + pause };
@@ -823,7 +854,13 @@ impl Core {
             let members: Vec<WatchId> = self.groups[&key].members.iter().copied().collect();
             for id in members {
                 if self.watchers.get(&id).is_some_and(|w| w.created) {
-                    self.deliver(id, WatchResponseKind::Progress, header.clone(), Vec::new(), 0);
+                    self.deliver(
+                        id,
+                        WatchResponseKind::Progress,
+                        header.clone(),
+                        Vec::new(),
+                        0,
+                    );
                 }
             }
             return;
@@ -840,22 +877,23 @@ impl Core {
             }
             return;
         }
-        let (header, events, size) = if resp.fragment || self.groups[&key].fragments.contains_key(&resp.watch_id) {
-            let g = self.groups.get_mut(&key).expect("group exists");
-            let entry = g
-                .fragments
-                .entry(resp.watch_id)
-                .or_insert_with(|| (header.clone(), Vec::new(), 0));
-            entry.1.extend(resp.events);
-            entry.2 += size;
-            entry.0 = header;
-            if resp.fragment {
-                return;
-            }
-            g.fragments.remove(&resp.watch_id).expect("just inserted")
-        } else {
-            (header, resp.events, size)
-        };
+        let (header, events, size) =
+            if resp.fragment || self.groups[&key].fragments.contains_key(&resp.watch_id) {
+                let g = self.groups.get_mut(&key).expect("group exists");
+                let entry = g
+                    .fragments
+                    .entry(resp.watch_id)
+                    .or_insert_with(|| (header.clone(), Vec::new(), 0));
+                entry.1.extend(resp.events);
+                entry.2 += size;
+                entry.0 = header;
+                if resp.fragment {
+                    return;
+                }
+                g.fragments.remove(&resp.watch_id).expect("just inserted")
+            } else {
+                (header, resp.events, size)
+            };
         if events.is_empty() {
             self.release(key, size);
             self.deliver(id, WatchResponseKind::Progress, header, Vec::new(), 0);
@@ -864,12 +902,23 @@ impl Core {
         }
     }
 
-    fn watch_created(&mut self, key: GroupKey, stream: StreamId, resp: PbWatchResponse, now: Instant) {
-        let head = self.groups.get_mut(&key).and_then(|g| g.pending_creates.pop_front());
+    fn watch_created(
+        &mut self,
+        key: GroupKey,
+        stream: StreamId,
+        resp: PbWatchResponse,
+        now: Instant,
+    ) {
+        let head = self
+            .groups
+            .get_mut(&key)
+            .and_then(|g| g.pending_creates.pop_front());
         let header = resp.header.clone().unwrap_or_default();
         if resp.canceled {
             // A rejected create comes back with ID -1: it answers the oldest pending create.
-            let id = if resp.watch_id >= 0 && self.watchers.contains_key(&WatchId(resp.watch_id as u64)) {
+            let id = if resp.watch_id >= 0
+                && self.watchers.contains_key(&WatchId(resp.watch_id as u64))
+            {
                 WatchId(resp.watch_id as u64)
             } else {
                 match head {
@@ -882,11 +931,18 @@ impl Core {
                     compact_revision: resp.compact_revision,
                 }
             } else {
-                Error::from_status(Status::new(Code::FailedPrecondition, resp.cancel_reason.clone()))
+                Error::from_status(Status::new(
+                    Code::FailedPrecondition,
+                    resp.cancel_reason.clone(),
+                ))
             };
             let auth_problem = matches!(
                 error.etcd_kind(),
-                Some(EtcdErrorKind::InvalidAuthToken | EtcdErrorKind::AuthOldRevision | EtcdErrorKind::UserEmpty)
+                Some(
+                    EtcdErrorKind::InvalidAuthToken
+                        | EtcdErrorKind::AuthOldRevision
+                        | EtcdErrorKind::UserEmpty
+                )
             ) && self.config.credentials.is_some();
             let retries = self.watchers.get(&id).map_or(u32::MAX, |w| w.auth_retries);
             if auth_problem && retries < crate::retry::MAX_AUTH_RETRIES {
@@ -895,7 +951,8 @@ impl Core {
                     w.auth_retries += 1;
                 }
                 self.auth = Auth::Needed;
-                let error = Error::Status(Status::new(Code::Unauthenticated, "watch token refresh"));
+                let error =
+                    Error::Status(Status::new(Code::Unauthenticated, "watch token refresh"));
                 self.watch_stream_failed(key, error, true, now);
                 return;
             }
@@ -946,7 +1003,11 @@ impl Core {
         if kind == WatchResponseKind::Events {
             let next = w.next_rev;
             events.retain(|e| e.kv.as_ref().map_or(0, |kv| kv.mod_revision) >= next);
-            let Some(last) = events.last().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision) else {
+            let Some(last) = events
+                .last()
+                .and_then(|e| e.kv.as_ref())
+                .map(|kv| kv.mod_revision)
+            else {
                 self.release(group, size);
                 return;
             };
