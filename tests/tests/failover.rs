@@ -187,3 +187,55 @@ per_version!(sync_takes_the_member_list, |version| {
     }
     let _ = EtcdVersion::ALL;
 });
+
+per_version!(keepalive_pings_detect_a_paused_member, |version| {
+    let cluster = Arc::new(
+        blocking(move || EtcdCluster::start(version, 3))
+            .await
+            .expect("cluster"),
+    );
+    let urls = cluster.client_urls();
+    let leader = {
+        let c = cluster.clone();
+        blocking(move || c.leader()).await.expect("leader")
+    };
+    let victim = (leader + 1) % 3;
+    let healthy = (leader + 2) % 3;
+    let mut config =
+        Config::from_endpoints([urls[victim].as_str(), urls[healthy].as_str()]).unwrap();
+    config.keepalive_interval = Some(Duration::from_secs(5));
+    config.keepalive_timeout = Duration::from_secs(1);
+    let client = Client::with_config(config).unwrap();
+    for i in 0..4 {
+        client.put((format!("ka/{i}"), "v")).await.unwrap();
+    }
+    {
+        let c = cluster.clone();
+        blocking(move || c.member(victim).pause()).await.unwrap();
+    }
+    // Reads without a deadline: those sent to the frozen member hang until a keepalive PING
+    // goes unanswered, then they are retried on the other member.
+    let started = std::time::Instant::now();
+    let mut reads = Vec::new();
+    for _ in 0..4 {
+        let client = client.clone();
+        reads.push(tokio::spawn(async move {
+            client.get(Get::new("ka/").prefix().serializable()).await
+        }));
+    }
+    for r in reads {
+        let got = tokio::time::timeout(Duration::from_secs(15), r)
+            .await
+            .expect("the read completes once the dead connection is detected")
+            .unwrap()
+            .expect("read");
+        assert_eq!(got.count, 4);
+    }
+    let took = started.elapsed();
+    {
+        let c = cluster.clone();
+        blocking(move || c.member(victim).resume()).await.unwrap();
+    }
+    println!("{version}: reads recovered from a paused member after {took:?}");
+    assert!(took < Duration::from_secs(12), "{took:?}");
+});
