@@ -9,15 +9,13 @@ use etcd_proto_core::proto::etcdserverpb::{
 };
 use etcd_proto_core::rpc::kv::{Compact, Delete, Get, Put, Txn};
 use etcd_proto_core::rpc::{decode_response, UnaryRpc};
-use etcd_proto_core::{
-    endpoints_from_members, CallOptions, Config, Core, Endpoint, Error, Watch,
-};
+use etcd_proto_core::{endpoints_from_members, CallOptions, Config, Core, Endpoint, Error, Watch};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::driver::{Command, Driver, StartFn};
-use crate::watch::Watcher;
 use crate::runtime::Runtime;
 use crate::tls::TlsConnector;
+use crate::watch::Watcher;
 
 pub(crate) struct Inner {
     pub(crate) commands: mpsc::UnboundedSender<Command>,

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use etcd_proto_core::{
-    CallId, Core, Endpoint, EndpointId, Error, Event, Scheme, StreamId, TlsConfig, Transmit,
-    Watch, WatchId, WatchResponse,
+    CallId, Core, Endpoint, EndpointId, Error, Event, Scheme, StreamId, TlsConfig, Transmit, Watch,
+    WatchId, WatchResponse,
 };
 use h2::client::SendRequest;
 use tokio::sync::{mpsc, oneshot};
@@ -345,7 +345,9 @@ impl<R: Runtime> Driver<R> {
                     // The list is read on demand with `Client::endpoints`.
                     Event::EndpointsChanged { .. } => {}
                     Event::WatchCreated { watch, revision } => {
-                        if let Some(reply) = self.watches.get_mut(&watch).and_then(|w| w.created.take()) {
+                        if let Some(reply) =
+                            self.watches.get_mut(&watch).and_then(|w| w.created.take())
+                        {
                             let _ = reply.send(Ok((watch, revision)));
                         }
                     }
@@ -355,7 +357,9 @@ impl<R: Runtime> Driver<R> {
                         size,
                     } => {
                         let delivered = self.watches.get(&watch).is_some_and(|w| {
-                            w.updates.send(WatchUpdate::Response(response, size)).is_ok()
+                            w.updates
+                                .send(WatchUpdate::Response(response, size))
+                                .is_ok()
                         });
                         if !delivered {
                             // The consumer is gone: stop the watcher.

@@ -66,7 +66,10 @@ impl Watcher {
     }
 
     /// Polls for the next response (the `Stream::poll_next` shape).
-    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<WatchResponse, Error>>> {
+    pub fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<WatchResponse, Error>>> {
         if self.done {
             return Poll::Ready(None);
         }
@@ -99,7 +102,10 @@ impl Watcher {
 impl Drop for Watcher {
     fn drop(&mut self) {
         if !self.done {
-            let _ = self.inner.commands.send(Command::CancelWatch { watch: self.id });
+            let _ = self
+                .inner
+                .commands
+                .send(Command::CancelWatch { watch: self.id });
         }
     }
 }
@@ -109,7 +115,10 @@ impl Unpin for Watcher {}
 /// Lets `Pin<&mut Watcher>` be polled like a stream without depending on `futures`.
 impl Watcher {
     /// Polls a pinned watcher.
-    pub fn poll_next_pinned(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<WatchResponse, Error>>> {
+    pub fn poll_next_pinned(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<WatchResponse, Error>>> {
         self.get_mut().poll_next(cx)
     }
 }

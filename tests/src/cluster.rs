@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::install::EtcdVersion;
 use crate::ports::try_free_port;
 use crate::server::{unique_token, EtcdServer, START_TIMEOUT};
+use crate::tls::{TestCerts, TlsMaterial};
 
 /// How many times a cluster start is retried with fresh ports when a member
 /// reports "address already in use".
@@ -18,6 +19,7 @@ pub struct EtcdClusterBuilder {
     size: usize,
     name_prefix: String,
     flags: Vec<(String, String)>,
+    tls: Option<TlsMaterial>,
 }
 
 impl EtcdClusterBuilder {
@@ -36,6 +38,13 @@ impl EtcdClusterBuilder {
     /// An etcd flag for every member; see [`crate::EtcdServerBuilder::flag`].
     pub fn flag(mut self, name: &str, value: impl Into<String>) -> Self {
         self.flags.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// Every member serves clients over TLS; see
+    /// [`crate::EtcdServerBuilder::tls`]. Peer traffic stays plain http.
+    pub fn tls(mut self, certs: &TestCerts, client_cert_auth: bool) -> Self {
+        self.tls = Some(certs.server_material(client_cert_auth));
         self
     }
 
@@ -87,7 +96,8 @@ impl EtcdClusterBuilder {
                 .client_port(*client)
                 .peer_port(*peer)
                 .initial_cluster(initial_cluster.clone())
-                .cluster_token(token.clone());
+                .cluster_token(token.clone())
+                .tls_material(self.tls.clone());
             for (k, v) in &self.flags {
                 b = b.flag(k, v.clone());
             }
@@ -127,6 +137,7 @@ impl EtcdCluster {
             size: 3,
             name_prefix: "m".into(),
             flags: Vec::new(),
+            tls: None,
         }
     }
 
@@ -164,7 +175,8 @@ impl EtcdCluster {
         &self.members[i]
     }
 
-    /// Every member's client URL (`http://127.0.0.1:PORT`), in member order.
+    /// Every member's client URL (`http://127.0.0.1:PORT`, or `https://` for
+    /// TLS), in member order.
     pub fn client_urls(&self) -> Vec<String> {
         self.members.iter().map(EtcdServer::client_url).collect()
     }

@@ -8,6 +8,14 @@
 //! * [`shared_endpoint`] gives a server shared by all tests of a run (the one
 //!   `scripts/test.sh` started, from `ETCD_TEST_ENDPOINT_3_x`, else one
 //!   started for this process); isolate by key with [`unique_prefix`].
+//! * [`TcpProxy`] sits between a client and a server for fault injection:
+//!   forward, black-hole, stall or refuse connections ([`ProxyMode`]), cut
+//!   them all at once or periodically.
+//! * [`TestCerts`] generates a CA, server and client certificates;
+//!   [`EtcdServerBuilder::tls`] / [`EtcdClusterBuilder::tls`] serve clients
+//!   over TLS with them (optionally requiring client certificates).
+//! * [`enable_auth`], [`add_user`], ... manage users, roles and auth through
+//!   the `etcdctl` binary; [`Etcdctl`] runs any etcdctl command.
 //!
 //! Every etcd runs under a watchdog shell whose stdin is a pipe held by the
 //! test process: when the process exits or dies (even by SIGKILL), the pipe
@@ -19,6 +27,7 @@
 //! | --- | --- |
 //! | `ETCD_BIN_3_4`, `ETCD_BIN_3_5` | etcd binary to use for that version |
 //! | `ETCD_TEST_ENDPOINT_3_4`, `ETCD_TEST_ENDPOINT_3_5` | URL of an already running shared server |
+//! | `ETCDCTL_BIN` | etcdctl binary (default: next to the etcd 3.5 binary) |
 //!
 //! ```no_run
 //! use etcd_tests::{EtcdServer, EtcdVersion};
@@ -31,20 +40,29 @@
 //! println!("etcd at {}", server.client_url());
 //! ```
 
+mod auth;
 mod cluster;
 pub mod http;
 mod install;
 mod ports;
+mod proxy;
 mod server;
+mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use auth::{
+    add_role, add_user, disable_auth, enable_auth, etcdctl_binary, grant_permission, grant_role,
+    Etcdctl, EtcdctlOutput, Permission, ETCDCTL_TIMEOUT,
+};
 pub use cluster::{EtcdCluster, EtcdClusterBuilder};
 pub use install::{repo_root, EtcdVersion};
 pub use ports::{free_port, try_free_port};
+pub use proxy::{ProxyMode, ProxyTarget, TcpProxy};
 pub use server::{EtcdServer, EtcdServerBuilder, ServerStatus, START_TIMEOUT, STOP_TIMEOUT};
+pub use tls::{CertKey, ServerTlsFiles, TestCerts, CLIENT_CN, SERVER_NAMES};
 
 /// The client URL (`http://127.0.0.1:PORT`) of a server of `version` shared
 /// by every test of the run.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::http;
 use crate::install::EtcdVersion;
 use crate::ports::try_free_port;
+use crate::tls::{ServerTlsFiles, TestCerts, TlsMaterial};
 
 /// How long [`EtcdServerBuilder::start`] and [`EtcdServer::restart`] wait for
 /// `/health` to report `"health":"true"`.
@@ -71,7 +72,7 @@ pub(crate) fn unique_token(what: &str) -> String {
 }
 
 /// Creates a fresh, empty directory under the system temp dir.
-fn make_base_dir(name: &str) -> io::Result<PathBuf> {
+pub(crate) fn make_base_dir(name: &str) -> io::Result<PathBuf> {
     let safe: String = name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -117,6 +118,7 @@ pub struct EtcdServerBuilder {
     peer_port: Option<u16>,
     initial_cluster: Option<String>,
     cluster_token: Option<String>,
+    tls: Option<TlsMaterial>,
 }
 
 impl EtcdServerBuilder {
@@ -159,6 +161,30 @@ impl EtcdServerBuilder {
     /// Sets `--initial-cluster-token` (default: unique per server).
     pub fn cluster_token(mut self, token: impl Into<String>) -> Self {
         self.cluster_token = Some(token.into());
+        self
+    }
+
+    /// Serves clients over TLS with `certs`' server certificate:
+    /// `https://127.0.0.1:PORT` client URLs, `--cert-file`, `--key-file`,
+    /// and, if `client_cert_auth`, `--trusted-ca-file` (the CA of `certs`)
+    /// and `--client-cert-auth=true`: clients must then present a
+    /// certificate signed by that CA, whose CN is their etcd user once auth
+    /// is enabled. (etcd requires client certificates whenever
+    /// `--trusted-ca-file` is set, so without `client_cert_auth` it is not
+    /// passed.) Peer URLs stay plain http.
+    ///
+    /// The files are copied into the server's directory (`BASE/tls/`, see
+    /// [`EtcdServer::tls_files`]), so `certs` may be dropped. As the
+    /// harness's HTTP checks cannot speak TLS, the server also gets
+    /// `--listen-metrics-urls=http://127.0.0.1:<free port>`, which serves
+    /// `/health` (see [`EtcdServer::metrics_port`]).
+    pub fn tls(mut self, certs: &TestCerts, client_cert_auth: bool) -> Self {
+        self.tls = Some(certs.server_material(client_cert_auth));
+        self
+    }
+
+    pub(crate) fn tls_material(mut self, tls: Option<TlsMaterial>) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -214,7 +240,8 @@ impl EtcdServerBuilder {
         let binary = self.version.binary();
         let base_dir = make_base_dir(&self.name)?;
         let data_dir = base_dir.join("data");
-        let client_url = format!("http://127.0.0.1:{client_port}");
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client_url = format!("{scheme}://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let initial_cluster = self
             .initial_cluster
@@ -241,6 +268,34 @@ impl EtcdServerBuilder {
             ("--logger".into(), "zap".into()),
             ("--log-outputs".into(), "stderr".into()),
         ];
+        let mut metrics_port = None;
+        let mut tls_files = None;
+        if let Some(tls) = &self.tls {
+            let files = tls.write(&base_dir.join("tls"))?;
+            let port = try_free_port()?;
+            flags.extend([
+                (
+                    "--cert-file".into(),
+                    files.server_cert.display().to_string(),
+                ),
+                ("--key-file".into(), files.server_key.display().to_string()),
+                (
+                    "--listen-metrics-urls".into(),
+                    format!("http://127.0.0.1:{port}"),
+                ),
+            ]);
+            // etcd 3.4 and 3.5 require client certificates as soon as
+            // --trusted-ca-file is given, --client-cert-auth or not: pass it
+            // only when client certs are asked for.
+            if tls.client_cert_auth {
+                flags.extend([
+                    ("--trusted-ca-file".into(), files.ca.display().to_string()),
+                    ("--client-cert-auth".into(), "true".into()),
+                ]);
+            }
+            metrics_port = Some(port);
+            tls_files = Some(files);
+        }
         for (name, value) in &self.flags {
             flags.retain(|(n, _)| n != name);
             flags.push((name.clone(), value.clone()));
@@ -252,6 +307,8 @@ impl EtcdServerBuilder {
             name: self.name.clone(),
             client_port,
             peer_port,
+            metrics_port,
+            tls: tls_files,
             log_path: base_dir.join("etcd.log"),
             pid_path: base_dir.join("etcd.pid"),
             data_dir,
@@ -312,6 +369,8 @@ pub struct EtcdServer {
     name: String,
     client_port: u16,
     peer_port: u16,
+    metrics_port: Option<u16>,
+    tls: Option<ServerTlsFiles>,
     base_dir: PathBuf,
     data_dir: PathBuf,
     log_path: PathBuf,
@@ -332,6 +391,7 @@ impl EtcdServer {
             peer_port: None,
             initial_cluster: None,
             cluster_token: None,
+            tls: None,
         }
     }
 
@@ -351,9 +411,33 @@ impl EtcdServer {
         &self.name
     }
 
-    /// The client URL, `http://127.0.0.1:PORT`.
+    /// The client URL: `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT`
+    /// for a TLS server.
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Whether clients must speak TLS (see [`EtcdServerBuilder::tls`]).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The TLS files of a TLS server (copies in its own directory).
+    pub fn tls_files(&self) -> Option<&ServerTlsFiles> {
+        self.tls.as_ref()
+    }
+
+    /// The plain-HTTP metrics port (`--listen-metrics-urls`, serving
+    /// `/metrics` and `/health`); only TLS servers have one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
+    }
+
+    /// The port the harness's plain-HTTP health checks use: the metrics
+    /// port of a TLS server, else the client port.
+    fn http_port(&self) -> u16 {
+        self.metrics_port.unwrap_or(self.client_port)
     }
 
     /// The client endpoint without scheme, `127.0.0.1:PORT`.
@@ -430,9 +514,10 @@ impl EtcdServer {
         st.proc.is_some() && st.paused
     }
 
-    /// One `GET /health`: true if it answers 200 with `"health":"true"`.
+    /// One `GET /health` (on the metrics port of a TLS server): true if it
+    /// answers 200 with `"health":"true"`.
     pub fn is_healthy(&self) -> bool {
-        match http::get(self.client_port, "/health", Duration::from_secs(2)) {
+        match http::get(self.http_port(), "/health", Duration::from_secs(2)) {
             Ok(r) => r.status == 200 && r.body.contains("\"health\":\"true\""),
             Err(_) => false,
         }
@@ -461,35 +546,59 @@ impl EtcdServer {
 
     /// `GET /version`: the server's version JSON,
     /// e.g. `{"etcdserver":"3.5.1","etcdcluster":"3.5.0"}`.
+    ///
+    /// Not available for TLS servers (the metrics port does not serve
+    /// `/version`, and the harness speaks no TLS): an `Unsupported` error;
+    /// [`EtcdServer::status`] has the server version.
     pub fn version_json(&self) -> io::Result<String> {
+        if self.is_tls() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "version_json() needs plain HTTP; {} serves TLS (use status().version)",
+                    self.client_url()
+                ),
+            ));
+        }
         let r = http::get(self.client_port, "/version", Duration::from_secs(5))?;
         Ok(r.body)
     }
 
-    /// The member's status via the JSON gateway (`POST /v3/maintenance/status`).
+    /// The member's status via the JSON gateway (`POST /v3/maintenance/status`);
+    /// for a TLS server via `etcdctl endpoint status -w json` (with the
+    /// server's CA and client certificate), as the harness speaks no TLS.
     pub fn status(&self) -> io::Result<ServerStatus> {
-        let r = http::request(
-            self.client_port,
-            "POST",
-            "/v3/maintenance/status",
-            Some("{}"),
-            Duration::from_secs(5),
-        )?;
-        if r.status != 200 {
-            return Err(io::Error::other(format!(
-                "status request answered {}: {}",
-                r.status, r.body
-            )));
-        }
+        let body = if self.is_tls() {
+            crate::auth::Etcdctl::for_server(self)
+                .dial_timeout(Duration::from_secs(2))
+                .command_timeout(Duration::from_secs(3))
+                .timeout(Duration::from_secs(10))
+                .run(["endpoint", "status", "-w", "json"])?
+        } else {
+            let r = http::request(
+                self.client_port,
+                "POST",
+                "/v3/maintenance/status",
+                Some("{}"),
+                Duration::from_secs(5),
+            )?;
+            if r.status != 200 {
+                return Err(io::Error::other(format!(
+                    "status request answered {}: {}",
+                    r.status, r.body
+                )));
+            }
+            r.body
+        };
         let num = |key: &str| {
-            http::json_field(&r.body, key)
+            http::json_field(&body, key)
                 .and_then(|s| s.parse::<u64>().ok())
                 .unwrap_or(0)
         };
         Ok(ServerStatus {
             member_id: num("member_id"),
             leader_id: num("leader"),
-            version: http::json_field(&r.body, "version").unwrap_or_default(),
+            version: http::json_field(&body, "version").unwrap_or_default(),
             raft_term: num("raft_term"),
         })
     }
