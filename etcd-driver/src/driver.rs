@@ -15,7 +15,7 @@ use h2::client::SendRequest;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::runtime::{BoxFuture, Runtime};
-use crate::stream::{connection_task, stream_task, ConnCmd, Input, StreamCmd};
+use crate::stream::{connection_task, stream_task, ConnCmd, Input, StreamCmd, StreamOpen};
 use crate::tls::TlsConnector;
 
 /// Starts a call on the core (a closure so that any typed request fits one channel).
@@ -443,16 +443,14 @@ impl<R: Runtime> Driver<R> {
                 };
                 let (tx, rx) = mpsc::unbounded_channel();
                 self.streams.insert(stream, tx);
-                let task = stream_task(
-                    send,
+                let open = StreamOpen {
                     stream,
                     request,
                     body,
                     end_stream,
                     manual_flow_control,
-                    self.inbox_tx.clone(),
-                    rx,
-                );
+                };
+                let task = stream_task(send, open, self.inbox_tx.clone(), rx);
                 self.rt.spawn(Box::pin(task));
             }
             Transmit::SendData {

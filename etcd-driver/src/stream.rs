@@ -61,6 +61,15 @@ pub(crate) enum Input {
     },
 }
 
+/// What a stream task opens: the core's `Transmit::OpenStream`.
+pub(crate) struct StreamOpen {
+    pub stream: StreamId,
+    pub request: Request<()>,
+    pub body: Bytes,
+    pub end_stream: bool,
+    pub manual_flow_control: bool,
+}
+
 /// What the driver tells a stream task.
 pub(crate) enum StreamCmd {
     Data { data: Bytes, end_stream: bool },
@@ -252,14 +261,17 @@ fn report_error(stream: StreamId, e: h2::Error, request_sent: bool) -> Input {
 /// Opens one stream, sends the request, and reports the response head, data and trailers.
 pub(crate) async fn stream_task(
     send: SendRequest<Bytes>,
-    stream: StreamId,
-    request: Request<()>,
-    body: Bytes,
-    end_stream: bool,
-    manual_flow_control: bool,
+    open: StreamOpen,
     inbox: mpsc::UnboundedSender<Input>,
     mut cmds: mpsc::UnboundedReceiver<StreamCmd>,
 ) {
+    let StreamOpen {
+        stream,
+        request,
+        body,
+        end_stream,
+        manual_flow_control,
+    } = open;
     // Wait for a stream slot; a reset before that means nothing was ever sent. Data queued
     // meanwhile (bidirectional streams) is sent right after the request body.
     let mut queued = Vec::new();

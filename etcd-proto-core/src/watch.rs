@@ -817,7 +817,7 @@ impl Core {
         let Some((stream, _)) = self.groups.get(&key).and_then(Group::open_on) else {
             return;
         };
-        let header = resp.header.clone().unwrap_or_default();
+        let header = resp.header.unwrap_or_default();
         if resp.created {
             self.release(key, size);
             self.watch_created(key, stream, resp, now);
@@ -854,13 +854,7 @@ impl Core {
             let members: Vec<WatchId> = self.groups[&key].members.iter().copied().collect();
             for id in members {
                 if self.watchers.get(&id).is_some_and(|w| w.created) {
-                    self.deliver(
-                        id,
-                        WatchResponseKind::Progress,
-                        header.clone(),
-                        Vec::new(),
-                        0,
-                    );
+                    self.deliver(id, WatchResponseKind::Progress, header, Vec::new(), 0);
                 }
             }
             return;
@@ -883,7 +877,7 @@ impl Core {
                 let entry = g
                     .fragments
                     .entry(resp.watch_id)
-                    .or_insert_with(|| (header.clone(), Vec::new(), 0));
+                    .or_insert_with(|| (header, Vec::new(), 0));
                 entry.1.extend(resp.events);
                 entry.2 += size;
                 entry.0 = header;
@@ -913,7 +907,7 @@ impl Core {
             .groups
             .get_mut(&key)
             .and_then(|g| g.pending_creates.pop_front());
-        let header = resp.header.clone().unwrap_or_default();
+        let header = resp.header.unwrap_or_default();
         if resp.canceled {
             // A rejected create comes back with ID -1: it answers the oldest pending create.
             let id = if resp.watch_id >= 0

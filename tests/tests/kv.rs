@@ -49,7 +49,7 @@ per_version!(put_get_round_trip_with_header_revision, |version| {
     let rev = put_rev(&c, format!("{p}k"), "v1").await;
     assert!(rev > 0);
     let got = c.get(format!("{p}k")).await.unwrap();
-    let header = got.header.clone().expect("header");
+    let header = got.header.expect("header");
     assert!(header.revision >= rev);
     assert_ne!(header.cluster_id, 0);
     assert_ne!(header.member_id, 0);

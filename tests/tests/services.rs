@@ -129,7 +129,7 @@ per_version!(cluster_membership, |version| {
         .iter()
         .find(|m| m.id == learner.id)
         .expect("learner listed");
-    assert_eq!(updated.peer_ur_ls, [moved.clone()]);
+    assert_eq!(updated.peer_ur_ls, std::slice::from_ref(&moved));
     c.member_remove(learner.id).await.unwrap();
     assert_eq!(c.member_list().await.unwrap().members.len(), 3);
     assert_eq!(

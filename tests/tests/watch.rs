@@ -91,7 +91,11 @@ per_version!(filters_and_prev_kv, |version| {
     let deletes = events(&mut no_put, 1).await;
     assert_eq!(deletes[0].1, EventType::Delete);
     let resp1 = next(&mut no_delete).await;
-    let resp2 = if resp1.events.len() == 2 { resp1.clone() } else { next(&mut no_delete).await };
+    let resp2 = if resp1.events.len() == 2 {
+        resp1.clone()
+    } else {
+        next(&mut no_delete).await
+    };
     let all: Vec<_> = if resp1.events.len() == 2 {
         resp1.events
     } else {
@@ -118,30 +122,44 @@ per_version!(compacted_start_revision_is_a_typed_error, |version| {
             .expect("an item")
             .expect_err("a compaction error"),
     };
-    assert_eq!(err, Error::WatchCompacted { compact_revision: r2 });
+    assert_eq!(
+        err,
+        Error::WatchCompacted {
+            compact_revision: r2
+        }
+    );
     // From the compact revision on, the history is there.
     let mut w = c.watch(Watch::new("k").start_revision(r2)).await.unwrap();
     let got = events(&mut w, 1).await;
     assert_eq!(got[0].2, r2);
 });
 
-per_version!(history_from_a_start_revision_and_request_progress, |version| {
-    let (c, p) = shared_client(version, "watch_history");
-    let first = c.put((format!("{p}h"), "1")).await.unwrap().header.unwrap().revision;
-    c.put((format!("{p}h"), "2")).await.unwrap();
-    let mut w = c
-        .watch(Watch::new(format!("{p}h")).start_revision(first))
-        .await
-        .unwrap();
-    let got = events(&mut w, 2).await;
-    assert_eq!(got[0].2, first);
-    let mut other = c.watch(Watch::new(format!("{p}other"))).await.unwrap();
-    c.request_progress().await.unwrap();
-    for watcher in [&mut w, &mut other] {
-        let resp = next(watcher).await;
-        assert_eq!(resp.kind, WatchResponseKind::Progress);
-        assert!(resp.header.revision >= first + 1);
+per_version!(
+    history_from_a_start_revision_and_request_progress,
+    |version| {
+        let (c, p) = shared_client(version, "watch_history");
+        let first = c
+            .put((format!("{p}h"), "1"))
+            .await
+            .unwrap()
+            .header
+            .unwrap()
+            .revision;
+        c.put((format!("{p}h"), "2")).await.unwrap();
+        let mut w = c
+            .watch(Watch::new(format!("{p}h")).start_revision(first))
+            .await
+            .unwrap();
+        let got = events(&mut w, 2).await;
+        assert_eq!(got[0].2, first);
+        let mut other = c.watch(Watch::new(format!("{p}other"))).await.unwrap();
+        c.request_progress().await.unwrap();
+        for watcher in [&mut w, &mut other] {
+            let resp = next(watcher).await;
+            assert_eq!(resp.kind, WatchResponseKind::Progress);
+            assert!(resp.header.revision > first);
+        }
+        let _ = Delete::new("unused");
+        let _ = Put::new("unused", "");
     }
-    let _ = Delete::new("unused");
-    let _ = Put::new("unused", "");
-});
+);
