@@ -26,7 +26,7 @@ pub(crate) struct Inner {
 /// dropped the driver closes the connections and stops.
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     options: CallOptions,
 }
 

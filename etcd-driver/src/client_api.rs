@@ -47,7 +47,10 @@ impl Client {
 
     /// Revokes lease `id`, deleting its keys (Go's `Revoke`).
     pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse, Error> {
-        self.call(LeaseRevoke::new(id)).await
+        let revoked = self.call(LeaseRevoke::new(id)).await?;
+        // Keepalives of this lease end now, with the reason, instead of failing later.
+        self.notify_revoked(id);
+        Ok(revoked)
     }
 
     /// The TTL of lease `id`, with its keys if `keys` (Go's `TimeToLive` with

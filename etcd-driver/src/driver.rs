@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use etcd_proto_core::{
-    CallId, Core, Endpoint, EndpointId, Error, Event, Scheme, StreamId, TlsConfig, Transmit, Watch,
-    WatchId, WatchResponse,
+    CallId, Core, Endpoint, EndpointId, Error, Event, KeepAliveId, Scheme, StreamId, TlsConfig,
+    Transmit, Watch, WatchId, WatchResponse,
 };
 use h2::client::SendRequest;
 use tokio::sync::{mpsc, oneshot};
@@ -53,6 +53,25 @@ pub(crate) enum Command {
     RequestProgress {
         reply: oneshot::Sender<Result<(), Error>>,
     },
+    KeepAlive {
+        lease: i64,
+        ttl_hint: Option<std::time::Duration>,
+        once: bool,
+        reply: oneshot::Sender<Result<KeepAliveId, Error>>,
+        updates: mpsc::UnboundedSender<KeepAliveUpdate>,
+    },
+    StopKeepAlive {
+        keeper: KeepAliveId,
+    },
+    LeaseRevoked {
+        lease: i64,
+    },
+}
+
+/// What a lease subscription's channel carries.
+pub(crate) enum KeepAliveUpdate {
+    Renewed { lease: i64, ttl: i64 },
+    Ended(Error),
 }
 
 /// What a watcher's channel carries.
@@ -92,6 +111,7 @@ pub(crate) struct Driver<R: Runtime> {
     next_generation: u64,
     tls: Option<TlsConnector>,
     watches: HashMap<WatchId, WatchSlot>,
+    keepers: HashMap<KeepAliveId, mpsc::UnboundedSender<KeepAliveUpdate>>,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -115,6 +135,7 @@ impl<R: Runtime> Driver<R> {
             next_generation: 0,
             tls,
             watches: HashMap::new(),
+            keepers: HashMap::new(),
         }
     }
 
@@ -123,7 +144,11 @@ impl<R: Runtime> Driver<R> {
         let mut commands_open = true;
         loop {
             self.drain();
-            if !commands_open && self.core.calls_in_progress() == 0 && self.core.watchers() == 0 {
+            if !commands_open
+                && self.core.calls_in_progress() == 0
+                && self.core.watchers() == 0
+                && self.core.kept_leases() == 0
+            {
                 // Every client handle is gone and nothing is in flight.
                 return;
             }
@@ -231,6 +256,28 @@ impl<R: Runtime> Driver<R> {
             Command::RequestProgress { reply } => {
                 let _ = reply.send(self.core.request_progress(now));
             }
+            Command::KeepAlive {
+                lease,
+                ttl_hint,
+                once,
+                reply,
+                updates,
+            } => {
+                let started = if once {
+                    self.core.keep_alive_once(lease, now)
+                } else {
+                    self.core.keep_alive(lease, ttl_hint, now)
+                };
+                if let Ok(id) = &started {
+                    self.keepers.insert(*id, updates);
+                }
+                let _ = reply.send(started);
+            }
+            Command::StopKeepAlive { keeper } => {
+                self.keepers.remove(&keeper);
+                self.core.stop_keep_alive(keeper, now);
+            }
+            Command::LeaseRevoked { lease } => self.core.lease_revoked(lease, now),
         }
     }
 
@@ -344,6 +391,26 @@ impl<R: Runtime> Driver<R> {
                     }
                     // The list is read on demand with `Client::endpoints`.
                     Event::EndpointsChanged { .. } => {}
+                    Event::LeaseKeptAlive { keeper, lease, ttl } => {
+                        if let Some(tx) = self.keepers.get(&keeper) {
+                            let _ = tx.send(KeepAliveUpdate::Renewed { lease, ttl });
+                        }
+                    }
+                    Event::LeaseLost {
+                        keeper,
+                        lease,
+                        reason,
+                    } => {
+                        if let Some(tx) = self.keepers.remove(&keeper) {
+                            let _ =
+                                tx.send(KeepAliveUpdate::Ended(Error::LeaseLost { lease, reason }));
+                        }
+                    }
+                    Event::LeaseKeepAliveClosed { keeper, .. } => {
+                        if let Some(tx) = self.keepers.remove(&keeper) {
+                            let _ = tx.send(KeepAliveUpdate::Ended(Error::ClientClosed));
+                        }
+                    }
                     Event::WatchCreated { watch, revision } => {
                         if let Some(reply) =
                             self.watches.get_mut(&watch).and_then(|w| w.created.take())

@@ -11,12 +11,14 @@
 mod client;
 mod client_api;
 mod driver;
+mod lease;
 mod runtime;
 mod stream;
 mod tls;
 mod watch;
 
 pub use client::Client;
+pub use lease::{KeepAliveResponse, KeepAliveTarget, LeaseKeeper};
 pub use runtime::{BoxFuture, BoxIo, Io, Runtime};
 pub use tls::TlsConnector;
 pub use watch::Watcher;
@@ -24,5 +26,5 @@ pub use watch::Watcher;
 pub use etcd_proto_core as core;
 pub use etcd_proto_core::{
     proto, rpc, CallOptions, Code, Config, Credentials, Endpoint, Error, EtcdError, EtcdErrorKind,
-    Status, TlsConfig, Watch, WatchResponse, WatchResponseKind,
+    LeaseLostReason, Status, TlsConfig, Watch, WatchResponse, WatchResponseKind,
 };

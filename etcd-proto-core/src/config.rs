@@ -130,6 +130,9 @@ pub struct Config {
     pub credentials: Option<Credentials>,
     /// How long one Authenticate call may take.
     pub auth_timeout: Duration,
+    /// How long a keepalive may wait for its first confirmation when the lease's TTL is not
+    /// given (Go: 5 s).
+    pub lease_first_keepalive_timeout: Duration,
     /// Refresh the endpoint list from the member list this often (`None`: never).
     pub auto_sync_interval: Option<Duration>,
     /// TLS settings for `https://` endpoints.
@@ -158,6 +161,7 @@ impl Config {
             keepalive_timeout: Duration::from_secs(5),
             credentials: None,
             auth_timeout: Duration::from_secs(5),
+            lease_first_keepalive_timeout: Duration::from_secs(5),
             auto_sync_interval: None,
             tls: None,
             seed: 0x5EED,

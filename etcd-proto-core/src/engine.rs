@@ -5,6 +5,7 @@
 //! (`poll_transmit`, `poll_event`, `poll_timeout`). See the crate docs for the drain rule.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,8 +27,12 @@ use crate::rng::Rng;
 use crate::rpc::{Method, RetryClass, UnaryRpc};
 use crate::status::{encode_timeout, Code, Status};
 
+#[path = "lease.rs"]
+pub(crate) mod lease;
 #[path = "watch.rs"]
 pub(crate) mod watch;
+
+use lease::{KeepAliveId, Keeper, LeaseLostReason};
 
 use watch::{Group, GroupKey, WatchId, WatchResponse, Watcher};
 
@@ -93,8 +98,8 @@ impl CallOptions {
     }
 }
 
-/// What the transport must do.
-#[derive(Debug)]
+/// What the transport must do. `Debug` shows body sizes, never bodies (an Authenticate
+/// request carries a password).
 #[non_exhaustive]
 // A transmit is moved once from the core to the driver; boxing the request head would cost
 // an allocation per call for nothing.
@@ -162,6 +167,61 @@ pub enum Transmit {
     },
 }
 
+impl std::fmt::Debug for Transmit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transmit::Connect { endpoint, target } => f
+                .debug_struct("Connect")
+                .field("endpoint", endpoint)
+                .field("target", target)
+                .finish(),
+            Transmit::OpenStream {
+                endpoint,
+                stream,
+                request,
+                body,
+                end_stream,
+                manual_flow_control,
+            } => f
+                .debug_struct("OpenStream")
+                .field("endpoint", endpoint)
+                .field("stream", stream)
+                .field("path", &request.uri().path())
+                .field("body_len", &body.len())
+                .field("end_stream", end_stream)
+                .field("manual_flow_control", manual_flow_control)
+                .finish(),
+            Transmit::ReleaseCapacity { stream, bytes } => f
+                .debug_struct("ReleaseCapacity")
+                .field("stream", stream)
+                .field("bytes", bytes)
+                .finish(),
+            Transmit::SendData {
+                stream,
+                data,
+                end_stream,
+            } => f
+                .debug_struct("SendData")
+                .field("stream", stream)
+                .field("data_len", &data.len())
+                .field("end_stream", end_stream)
+                .finish(),
+            Transmit::ResetStream { stream, reason } => f
+                .debug_struct("ResetStream")
+                .field("stream", stream)
+                .field("reason", reason)
+                .finish(),
+            Transmit::Ping { endpoint } => {
+                f.debug_struct("Ping").field("endpoint", endpoint).finish()
+            }
+            Transmit::Disconnect { endpoint } => f
+                .debug_struct("Disconnect")
+                .field("endpoint", endpoint)
+                .finish(),
+        }
+    }
+}
+
 /// What happened, for the application side.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -200,6 +260,31 @@ pub enum Event {
         /// Why, unless cancelled by the application.
         error: Option<Error>,
     },
+    /// The server confirmed a lease renewal: the lease lives `ttl` seconds more.
+    LeaseKeptAlive {
+        /// The subscription.
+        keeper: KeepAliveId,
+        /// The lease.
+        lease: i64,
+        /// Remaining TTL in seconds.
+        ttl: i64,
+    },
+    /// A kept-alive lease is gone; nothing follows for this subscription.
+    LeaseLost {
+        /// The subscription.
+        keeper: KeepAliveId,
+        /// The lease.
+        lease: i64,
+        /// Why.
+        reason: LeaseLostReason,
+    },
+    /// The client closed while keeping the lease alive (the lease itself may live on).
+    LeaseKeepAliveClosed {
+        /// The subscription.
+        keeper: KeepAliveId,
+        /// The lease.
+        lease: i64,
+    },
     /// The endpoint list changed (after a sync or [`Core::set_endpoints`]).
     EndpointsChanged {
         /// The new list.
@@ -207,11 +292,21 @@ pub enum Event {
     },
 }
 
-#[derive(Debug)]
 struct ResponseState {
     http_status: Option<StatusCode>,
     decoder: MessageDecoder,
     message: Option<Bytes>,
+}
+
+// Sizes only: an Authenticate response carries the token.
+impl fmt::Debug for ResponseState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseState")
+            .field("http_status", &self.http_status)
+            .field("buffered", &self.decoder.buffered())
+            .field("message_len", &self.message.as_ref().map(Bytes::len))
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -232,6 +327,7 @@ enum CallState {
 enum StreamOwner {
     Call(CallId),
     Watch(GroupKey),
+    Lease,
 }
 
 /// Who waits for a call's outcome.
@@ -244,7 +340,6 @@ enum Owner {
     Sync,
 }
 
-#[derive(Debug)]
 struct Call {
     owner: Owner,
     method: Method,
@@ -264,6 +359,27 @@ struct Call {
     /// An earlier attempt may have reached a server without an answer coming back.
     maybe_applied: bool,
     state: CallState,
+}
+
+// The body by size only: it may carry a password (Authenticate, UserAdd, ...).
+impl fmt::Debug for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Call")
+            .field("owner", &self.owner)
+            .field("method", &self.method)
+            .field("body_len", &self.body.len())
+            .field("options", &self.options)
+            .field("deadline", &self.deadline)
+            .field("attempts", &self.attempts)
+            .field("auth_retries", &self.auth_retries)
+            .field("avoid", &self.avoid)
+            .field("pinned", &self.pinned)
+            .field("needs_token", &self.needs_token)
+            .field("token_generation", &self.token_generation)
+            .field("maybe_applied", &self.maybe_applied)
+            .field("state", &self.state)
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -293,6 +409,7 @@ pub struct Core {
     watchers: HashMap<WatchId, Watcher>,
     groups: HashMap<GroupKey, Group>,
     next_watch: u64,
+    keeper: Keeper,
     deadlines: BTreeSet<(Instant, CallId)>,
     backoffs: BTreeSet<(Instant, CallId)>,
     transmits: VecDeque<Transmit>,
@@ -326,6 +443,7 @@ impl Core {
             watchers: HashMap::new(),
             groups: HashMap::new(),
             next_watch: 1,
+            keeper: Keeper::new(),
             deadlines: BTreeSet::new(),
             backoffs: BTreeSet::new(),
             transmits: VecDeque::new(),
@@ -442,6 +560,7 @@ impl Core {
             self.finish(id, Err(Error::ClientClosed), now);
         }
         self.close_watches();
+        self.close_keeper();
         for ep in &mut self.endpoints {
             if matches!(ep.conn, Conn::Connected | Conn::Connecting { .. }) {
                 self.transmits
@@ -510,6 +629,10 @@ impl Core {
             self.watch_headers(key, status, headers, end_stream, now);
             return;
         }
+        if self.is_keeper_stream(stream, now) {
+            self.keeper_headers(status, headers, end_stream, now);
+            return;
+        }
         let Some(call) = self.call_of_stream(stream, now) else {
             return;
         };
@@ -525,6 +648,10 @@ impl Core {
     pub fn handle_data(&mut self, stream: StreamId, data: Bytes, end_stream: bool, now: Instant) {
         if let Some(key) = self.watch_of_stream(stream, now) {
             self.watch_data(key, data, end_stream, now);
+            return;
+        }
+        if self.is_keeper_stream(stream, now) {
+            self.keeper_data(data, end_stream, now);
             return;
         }
         let Some(call) = self.call_of_stream(stream, now) else {
@@ -578,6 +705,10 @@ impl Core {
             self.watch_trailers(key, trailers, now);
             return;
         }
+        if self.is_keeper_stream(stream, now) {
+            self.keeper_trailers(trailers, now);
+            return;
+        }
         if let Some(call) = self.call_of_stream(stream, now) {
             self.complete(call, Some(trailers), now);
         }
@@ -596,6 +727,14 @@ impl Core {
                 format!("watch stream reset by the server (HTTP/2 error code {reason})"),
             ));
             self.watch_stream_failed(key, error, false, now);
+            return;
+        }
+        if self.is_keeper_stream(stream, now) {
+            let error = Error::Status(Status::new(
+                Code::Unavailable,
+                format!("keepalive stream reset by the server (HTTP/2 error code {reason})"),
+            ));
+            self.keeper_stream_failed(error, false, now);
             return;
         }
         let Some(call) = self.call_of_stream(stream, now) else {
@@ -635,6 +774,14 @@ impl Core {
                     request_sent,
                 };
                 self.watch_stream_failed(key, error, false, now);
+                return;
+            }
+            Some(StreamOwner::Lease) => {
+                let error = Error::Transport {
+                    message: reason.to_string(),
+                    request_sent,
+                };
+                self.keeper_stream_failed(error, false, now);
                 return;
             }
             None => return,
@@ -690,10 +837,19 @@ impl Core {
             }
         }
         self.watch_timers(now);
+        self.keeper_timers(now);
         let interval = self.config.keepalive_interval;
         let timeout = self.config.keepalive_timeout;
         for idx in 0..self.endpoints.len() {
             let id = self.endpoints[idx].id;
+            if self.endpoints[idx]
+                .breaker_until
+                .is_some_and(|until| until <= now)
+            {
+                // Cool-down over: no timer left in the past. The failure count stays, so one
+                // more failure puts the endpoint aside again at once.
+                self.endpoints[idx].breaker_until = None;
+            }
             match self.endpoints[idx].conn {
                 Conn::Connecting { deadline } if deadline <= now => {
                     self.transmits
@@ -738,7 +894,8 @@ impl Core {
     /// When [`Core::handle_timeout`] must be called next (`None`: nothing is timed).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let waiting = !self.waiting.is_empty();
+        let waiting =
+            !self.waiting.is_empty() || self.watches_need_token() || self.keeper.waiting();
         let interval = self.config.keepalive_interval;
         let endpoint_timers = self.endpoints.iter().flat_map(|ep| {
             let conn = match ep.conn {
@@ -754,6 +911,7 @@ impl Core {
             self.backoffs.first().map(|(at, _)| *at),
             self.next_sync,
             self.watch_poll_timeout(),
+            self.keeper_poll_timeout(),
         ]
         .into_iter()
         .chain(endpoint_timers)
@@ -810,6 +968,19 @@ impl Core {
             }
         }
         Some(call)
+    }
+
+    /// Whether `stream` is the keepalive stream; notes activity on its connection.
+    fn is_keeper_stream(&mut self, stream: StreamId, now: Instant) -> bool {
+        if self.streams.get(&stream) != Some(&StreamOwner::Lease) {
+            return false;
+        }
+        if let Some(endpoint) = self.keeper_endpoint() {
+            if let Some(ep) = self.endpoint_mut(endpoint) {
+                ep.last_activity = now;
+            }
+        }
+        true
     }
 
     /// The watch group a stream belongs to; notes activity on the stream's connection.
@@ -880,6 +1051,13 @@ impl Core {
         self.waiting.push_back(id);
         self.dispatch(now);
         Ok(id)
+    }
+
+    /// A stream's token was refused: fetch a new one, unless a fetch is under way already.
+    fn token_rejected(&mut self) {
+        if !matches!(self.auth, Auth::Fetching | Auth::Off) {
+            self.auth = Auth::Needed;
+        }
     }
 
     fn start_sync(&mut self, now: Instant) {
@@ -959,6 +1137,13 @@ impl Core {
     }
 
     fn fail_in_flight(&mut self, endpoint: EndpointId, reason: &str, now: Instant) {
+        if self.keeper_on(endpoint) {
+            let error = Error::Transport {
+                message: reason.to_string(),
+                request_sent: true,
+            };
+            self.keeper_stream_failed(error, false, now);
+        }
         for key in self.watch_groups_on(endpoint) {
             let error = Error::Transport {
                 message: reason.to_string(),
@@ -1016,6 +1201,8 @@ impl Core {
         };
         call.maybe_applied |= error.outcome_unknown();
         let call = &*call;
+        // A pinned call has one endpoint to go to, whatever the list holds.
+        let endpoints = if call.pinned.is_some() { 1 } else { endpoints };
         let attempt = Attempt {
             class: call.method.retry,
             attempts: call.attempts,
@@ -1035,8 +1222,12 @@ impl Core {
                     &mut self.rng,
                 );
                 let used_generation = call.token_generation;
-                if refresh_token && used_generation == self.token_generation {
-                    // The token this call carried is the current one: it is bad.
+                if refresh_token
+                    && used_generation == self.token_generation
+                    && !matches!(self.auth, Auth::Fetching)
+                {
+                    // The token this call carried is the current one: it is bad (unless a
+                    // new one is already on its way).
                     self.auth = Auth::Needed;
                 }
                 let call = self.calls.get_mut(&id).expect("checked above");
@@ -1058,7 +1249,7 @@ impl Core {
 
     /// Sends waiting calls to connected endpoints, connecting endpoints as needed.
     fn dispatch(&mut self, now: Instant) {
-        let watches_waiting = self.watches_need_token();
+        let watches_waiting = self.watches_need_token() || self.keeper.waiting();
         if self.waiting.is_empty() && !watches_waiting {
             return;
         }
@@ -1072,8 +1263,12 @@ impl Core {
             self.start_auth(now);
         }
         let token_ready = matches!(self.auth, Auth::Off | Auth::Ready(_) | Auth::NotEnabled);
-        if watches_waiting && self.dispatch_watches(now, token_ready) {
-            self.ensure_connecting(now);
+        if watches_waiting {
+            let want_watch = self.dispatch_watches(now, token_ready);
+            let want_keeper = self.dispatch_keeper(now, token_ready);
+            if want_watch || want_keeper {
+                self.ensure_connecting(now);
+            }
         }
         let queue = std::mem::take(&mut self.waiting);
         let mut still_waiting = VecDeque::with_capacity(queue.len());
@@ -1090,7 +1285,8 @@ impl Core {
                 still_waiting.push_back(id);
                 continue;
             }
-            let target = match call.pinned {
+            let pinned = call.pinned;
+            let target = match pinned {
                 Some(pinned) => self
                     .endpoint_index(pinned)
                     .filter(|&i| self.endpoints[i].conn == Conn::Connected)
@@ -1098,7 +1294,13 @@ impl Core {
                 None => self.pick_connected(call.avoid, now).ok_or(None),
             };
             match target {
-                Ok(idx) => self.open_stream(id, idx, now),
+                Ok(idx) => {
+                    self.open_stream(id, idx, now);
+                    // Calls flow: endpoints that dropped out and may be tried again (reconnect
+                    // backoff over, breaker closed) are reconnected, so round robin gets them
+                    // back.
+                    want_connect |= pinned.is_none();
+                }
                 Err(pinned) => {
                     match pinned {
                         Some(p) => want_pinned.push(p),
@@ -1181,13 +1383,8 @@ impl Core {
         };
         let timeout = match call.deadline {
             Some(d) if d <= now => {
-                self.finish(
-                    id,
-                    Err(Error::DeadlineExceeded {
-                        request_sent: false,
-                    }),
-                    now,
-                );
+                let request_sent = call.maybe_applied;
+                self.finish(id, Err(Error::DeadlineExceeded { request_sent }), now);
                 return;
             }
             Some(d) => Some(d - now),

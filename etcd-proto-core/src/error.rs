@@ -77,6 +77,14 @@ pub enum Error {
     /// The client was closed.
     #[error("client closed")]
     ClientClosed,
+    /// A lease kept alive by this client is gone.
+    #[error("lease {lease:x} lost: {reason}")]
+    LeaseLost {
+        /// The lease.
+        lease: i64,
+        /// Why.
+        reason: crate::LeaseLostReason,
+    },
     /// A watcher's start revision was compacted away: events before `compact_revision` are
     /// gone. Watch again from `compact_revision` (after re-reading the state) to continue.
     #[error("watch start revision was compacted (oldest available revision {compact_revision})")]
@@ -119,6 +127,7 @@ impl Error {
             Error::InvalidRequest(_) | Error::InvalidConfig(_) => Code::InvalidArgument,
             Error::Protocol(_) => Code::Internal,
             Error::WatchCompacted { .. } => Code::OutOfRange,
+            Error::LeaseLost { .. } => Code::NotFound,
         }
     }
 
@@ -139,7 +148,8 @@ impl Error {
             | Error::InvalidRequest(_)
             | Error::InvalidConfig(_)
             | Error::Protocol(_)
-            | Error::WatchCompacted { .. } => false,
+            | Error::WatchCompacted { .. }
+            | Error::LeaseLost { .. } => false,
         }
     }
 

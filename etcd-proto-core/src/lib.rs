@@ -56,6 +56,7 @@ pub mod status;
 pub use config::{Config, Credentials, TlsConfig};
 pub use endpoint::{Endpoint, Scheme};
 pub use endpoints::endpoints_from_members;
+pub use engine::lease::{KeepAliveId, LeaseLostReason};
 pub use engine::watch::{Watch, WatchId, WatchResponse, WatchResponseKind, DEFAULT_WATCH_BUFFER};
 pub use engine::{CallId, CallOptions, Core, EndpointId, Event, StreamId, Transmit, RESET_CANCEL};
 pub use error::{Direction, Error, EtcdError, EtcdErrorKind, InvalidRequest};

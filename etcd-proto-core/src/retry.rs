@@ -68,9 +68,14 @@ pub fn decide(attempt: Attempt, error: &Error) -> Decision {
     let retry = Decision::Retry {
         refresh_token: false,
     };
-    // A learner refuses before doing anything; another member may serve it.
-    if kind == Some(EtcdErrorKind::NotSupportedForLearner) && attempt.endpoints > 1 {
-        return retry;
+    // A learner refuses before doing anything; another member may serve it, the same one
+    // would refuse again.
+    if kind == Some(EtcdErrorKind::NotSupportedForLearner) {
+        return if attempt.endpoints > 1 {
+            retry
+        } else {
+            Decision::Fail
+        };
     }
     // Nothing reached a server: safe for every class.
     if let Error::Transport {

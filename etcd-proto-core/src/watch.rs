@@ -40,7 +40,7 @@ use etcd_proto::mvccpb;
 use http::{HeaderMap, StatusCode};
 use prost::Message;
 
-use super::{Auth, CallOptions, Core, EndpointId, Event, StreamId, StreamOwner, Transmit};
+use super::{CallOptions, Core, EndpointId, Event, StreamId, StreamOwner, Transmit};
 use crate::error::{Error, EtcdErrorKind};
 use crate::grpc::{encode_message, MessageDecoder};
 use crate::rpc::kv::{End, KeyRange};
@@ -725,7 +725,7 @@ impl Core {
             Some(EtcdErrorKind::InvalidAuthToken | EtcdErrorKind::AuthOldRevision)
         ) && self.config.credentials.is_some();
         if auth_problem {
-            self.auth = Auth::Needed;
+            self.token_rejected();
         } else if halts(&error) {
             for id in members {
                 self.finish_watcher(id, Some(error.clone()));
@@ -944,7 +944,7 @@ impl Core {
                 if let Some(w) = self.watchers.get_mut(&id) {
                     w.auth_retries += 1;
                 }
-                self.auth = Auth::Needed;
+                self.token_rejected();
                 let error =
                     Error::Status(Status::new(Code::Unauthenticated, "watch token refresh"));
                 self.watch_stream_failed(key, error, true, now);

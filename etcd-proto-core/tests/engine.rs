@@ -115,7 +115,10 @@ impl Sim {
                 manual_flow_control,
             } => {
                 assert!(end_stream, "a unary request ends the request stream");
-                assert!(!manual_flow_control, "unary responses release capacity at once");
+                assert!(
+                    !manual_flow_control,
+                    "unary responses release capacity at once"
+                );
                 Opened {
                     endpoint,
                     stream,

@@ -38,7 +38,8 @@ pub use etcd_driver::core::rpc::kv::{
 pub use etcd_driver::core::{Direction, InvalidRequest};
 pub use etcd_driver::{
     core, proto, rpc, CallOptions, Code, Config, Credentials, Endpoint, Error, EtcdError,
-    EtcdErrorKind, Status, TlsConfig, Watch, WatchResponse, WatchResponseKind, Watcher,
+    EtcdErrorKind, KeepAliveResponse, KeepAliveTarget, LeaseKeeper, LeaseLostReason, Status,
+    TlsConfig, Watch, WatchResponse, WatchResponseKind, Watcher,
 };
 
 /// The tokio runtime for the driver. Tasks are spawned on the runtime that was current when
