@@ -19,7 +19,7 @@ use crate::watch::Watcher;
 
 pub(crate) struct Inner {
     pub(crate) commands: mpsc::UnboundedSender<Command>,
-    next_token: AtomicU64,
+    pub(crate) next_token: AtomicU64,
 }
 
 /// An etcd client. Clones share one driver and its connections; when the last clone is
@@ -27,7 +27,7 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
-    options: CallOptions,
+    pub(crate) options: CallOptions,
 }
 
 impl std::fmt::Debug for Client {

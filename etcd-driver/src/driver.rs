@@ -31,6 +31,15 @@ pub(crate) enum Command {
     Cancel {
         token: u64,
     },
+    ServerStream {
+        token: u64,
+        start: StartFn,
+        items: mpsc::UnboundedSender<StreamItem>,
+    },
+    StreamConsumed {
+        token: u64,
+        bytes: usize,
+    },
     SetEndpoints {
         endpoints: Vec<Endpoint>,
         reply: oneshot::Sender<Result<(), Error>>,
@@ -66,6 +75,12 @@ pub(crate) enum Command {
     LeaseRevoked {
         lease: i64,
     },
+}
+
+/// What a server stream's channel carries.
+pub(crate) enum StreamItem {
+    Message(Bytes, usize),
+    End(Result<(), Error>),
 }
 
 /// What a lease subscription's channel carries.
@@ -108,6 +123,7 @@ pub(crate) struct Driver<R: Runtime> {
     streams: HashMap<StreamId, mpsc::UnboundedSender<StreamCmd>>,
     pending: HashMap<CallId, (u64, oneshot::Sender<Result<Bytes, Error>>)>,
     tokens: HashMap<u64, CallId>,
+    server_streams: HashMap<CallId, (u64, mpsc::UnboundedSender<StreamItem>)>,
     next_generation: u64,
     tls: Option<TlsConnector>,
     watches: HashMap<WatchId, WatchSlot>,
@@ -132,6 +148,7 @@ impl<R: Runtime> Driver<R> {
             streams: HashMap::new(),
             pending: HashMap::new(),
             tokens: HashMap::new(),
+            server_streams: HashMap::new(),
             next_generation: 0,
             tls,
             watches: HashMap::new(),
@@ -221,7 +238,26 @@ impl<R: Runtime> Driver<R> {
             Command::Cancel { token } => {
                 if let Some(call) = self.tokens.remove(&token) {
                     self.pending.remove(&call);
+                    self.server_streams.remove(&call);
                     self.core.cancel(call, now);
+                }
+            }
+            Command::ServerStream {
+                token,
+                start,
+                items,
+            } => match start(&mut self.core, now) {
+                Ok(call) => {
+                    self.server_streams.insert(call, (token, items));
+                    self.tokens.insert(token, call);
+                }
+                Err(e) => {
+                    let _ = items.send(StreamItem::End(Err(e)));
+                }
+            },
+            Command::StreamConsumed { token, bytes } => {
+                if let Some(call) = self.tokens.get(&token) {
+                    self.core.stream_consumed(*call, bytes);
                 }
             }
             Command::SetEndpoints { endpoints, reply } => {
@@ -387,6 +423,28 @@ impl<R: Runtime> Driver<R> {
                         if let Some((token, reply)) = self.pending.remove(&call) {
                             self.tokens.remove(&token);
                             let _ = reply.send(result);
+                        } else if let Some((token, items)) = self.server_streams.remove(&call) {
+                            self.tokens.remove(&token);
+                            let _ = items.send(StreamItem::End(result.map(|_| ())));
+                        }
+                    }
+                    Event::StreamMessage {
+                        call,
+                        message,
+                        size,
+                    } => {
+                        let gone = match self.server_streams.get(&call) {
+                            Some((_, items)) => {
+                                items.send(StreamItem::Message(message, size)).is_err()
+                            }
+                            None => false,
+                        };
+                        if gone {
+                            if let Some((token, _)) = self.server_streams.remove(&call) {
+                                self.tokens.remove(&token);
+                            }
+                            let now = self.rt.now();
+                            self.core.cancel(call, now);
                         }
                     }
                     // The list is read on demand with `Client::endpoints`.

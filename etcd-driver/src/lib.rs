@@ -13,6 +13,8 @@ mod client_api;
 mod driver;
 mod lease;
 mod runtime;
+mod server_stream;
+mod snapshot;
 mod stream;
 mod tls;
 mod watch;
@@ -20,6 +22,8 @@ mod watch;
 pub use client::Client;
 pub use lease::{KeepAliveResponse, KeepAliveTarget, LeaseKeeper};
 pub use runtime::{BoxFuture, BoxIo, Io, Runtime};
+pub use server_stream::{ObserveStream, ServerStream, SnapshotStream};
+pub use snapshot::SavedSnapshot;
 pub use tls::TlsConnector;
 pub use watch::Watcher;
 

@@ -24,7 +24,7 @@ use crate::error::{Error, EtcdErrorKind};
 use crate::grpc::{encode_message, MessageDecoder};
 use crate::retry::{self, Attempt, Decision};
 use crate::rng::Rng;
-use crate::rpc::{Method, RetryClass, UnaryRpc};
+use crate::rpc::{Method, RetryClass, ServerStreamingRpc, UnaryRpc};
 use crate::status::{encode_timeout, Code, Status};
 
 #[path = "lease.rs"]
@@ -35,6 +35,10 @@ pub(crate) mod watch;
 use lease::{KeepAliveId, Keeper, LeaseLostReason};
 
 use watch::{Group, GroupKey, WatchId, WatchResponse, Watcher};
+
+/// Bytes of server-stream messages delivered ahead of the application before the core stops
+/// releasing flow-control capacity.
+pub const STREAM_BUFFER: usize = 4 << 20;
 
 /// HTTP/2 RST_STREAM code CANCEL, sent when the client gives up on a call.
 pub const RESET_CANCEL: u32 = 8;
@@ -285,6 +289,16 @@ pub enum Event {
         /// The lease.
         lease: i64,
     },
+    /// A message of a server-streaming call. `size` is reported back with
+    /// [`Core::stream_consumed`] once the application took it.
+    StreamMessage {
+        /// The call.
+        call: CallId,
+        /// The message body (decode it with the call's message type).
+        message: Bytes,
+        /// Bytes to report back.
+        size: usize,
+    },
     /// The endpoint list changed (after a sync or [`Core::set_endpoints`]).
     EndpointsChanged {
         /// The new list.
@@ -358,6 +372,13 @@ struct Call {
     token_generation: u64,
     /// An earlier attempt may have reached a server without an answer coming back.
     maybe_applied: bool,
+    /// A server-streaming call: each message is an event.
+    streaming: bool,
+    /// Messages delivered (a server stream is not retried once one arrived).
+    received: u64,
+    /// Delivered message bytes not yet reported consumed, and capacity held back for them.
+    buffered: usize,
+    held: usize,
     state: CallState,
 }
 
@@ -545,6 +566,46 @@ impl Core {
         self.start_call(Owner::User, R::METHOD, &request, options, now)
     }
 
+    /// Starts a server-streaming call (Snapshot, Observe): each response message arrives as
+    /// [`Event::StreamMessage`] and the end as [`Event::CallFinished`] (with an empty body on
+    /// success). It is retried like a unary call of its class only until the first message
+    /// arrived. Report consumed bytes with [`Core::stream_consumed`]: at most
+    /// [`STREAM_BUFFER`] bytes are delivered ahead of the application.
+    pub fn start_server_stream<R: ServerStreamingRpc>(
+        &mut self,
+        rpc: R,
+        options: CallOptions,
+        now: Instant,
+    ) -> Result<CallId, Error> {
+        if self.closed {
+            return Err(Error::ClientClosed);
+        }
+        let request = rpc.into_request()?;
+        let id = self.start_call(Owner::User, R::METHOD, &request, options, now)?;
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.streaming = true;
+        }
+        Ok(id)
+    }
+
+    /// The application took `bytes` of a server stream's messages: flow-control capacity held
+    /// back for them is released.
+    pub fn stream_consumed(&mut self, call: CallId, bytes: usize) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.buffered = c.buffered.saturating_sub(bytes);
+        if c.buffered <= STREAM_BUFFER && c.held > 0 {
+            let held = std::mem::take(&mut c.held);
+            if let CallState::InFlight { stream, .. } = c.state {
+                self.transmits.push_back(Transmit::ReleaseCapacity {
+                    stream,
+                    bytes: held,
+                });
+            }
+        }
+    }
+
     /// Cancels a call: its stream is reset and it finishes with [`Error::Cancelled`]. Unknown
     /// or finished calls are ignored.
     pub fn cancel(&mut self, call: CallId, now: Instant) {
@@ -657,6 +718,7 @@ impl Core {
         let Some(call) = self.call_of_stream(stream, now) else {
             return;
         };
+        let streaming = self.calls.get(&call).is_some_and(|c| c.streaming);
         let outcome = {
             let Some(response) = self.response_mut(call) else {
                 return;
@@ -665,7 +727,22 @@ impl Core {
                 // Not a gRPC response (e.g. a proxy's error page): the body is not
                 // length-prefixed messages. The outcome comes from the trailers or, without
                 // them, from the HTTP status when the stream ends.
-                Ok(())
+                Ok(Vec::new())
+            } else if streaming {
+                response.decoder.push(data);
+                let mut messages = Vec::new();
+                let mut outcome = Ok(());
+                loop {
+                    match response.decoder.next_message() {
+                        Ok(Some(msg)) => messages.push(msg),
+                        Ok(None) => break,
+                        Err(e) => {
+                            outcome = Err(e.into());
+                            break;
+                        }
+                    }
+                }
+                outcome.map(|()| messages)
             } else {
                 response.decoder.push(data);
                 let mut outcome = Ok(());
@@ -687,15 +764,43 @@ impl Core {
                         }
                     }
                 }
-                outcome
+                outcome.map(|()| Vec::new())
             }
         };
+        let outcome = outcome.map(|messages| self.stream_messages(call, messages));
         if let Err(e) = outcome {
             self.finish(call, Err(e), now);
             self.dispatch(now);
         } else if end_stream {
             // The stream ended without trailers: the status comes from the HTTP status.
             self.complete(call, None, now);
+        }
+    }
+
+    /// Delivers server-stream messages, holding back flow-control capacity beyond the buffer.
+    fn stream_messages(&mut self, id: CallId, messages: Vec<Bytes>) {
+        for message in messages {
+            let size = message.len() + crate::grpc::PREFIX_LEN;
+            let Some(call) = self.calls.get_mut(&id) else {
+                return;
+            };
+            call.received += 1;
+            call.buffered += size;
+            let release = call.buffered <= STREAM_BUFFER;
+            if !release {
+                call.held += size;
+            }
+            if let (true, CallState::InFlight { stream, .. }) = (release, &call.state) {
+                self.transmits.push_back(Transmit::ReleaseCapacity {
+                    stream: *stream,
+                    bytes: size,
+                });
+            }
+            self.events.push_back(Event::StreamMessage {
+                call: id,
+                message,
+                size,
+            });
         }
     }
 
@@ -1045,6 +1150,10 @@ impl Core {
                 needs_token: owner != Owner::Auth,
                 token_generation: 0,
                 maybe_applied: false,
+                streaming: false,
+                received: 0,
+                buffered: 0,
+                held: 0,
                 state: CallState::Waiting,
             },
         );
@@ -1211,7 +1320,13 @@ impl Core {
             has_credentials: self.config.credentials.is_some(),
             auth_retries: call.auth_retries,
         };
-        match retry::decide(attempt, &error) {
+        // A server stream that delivered messages cannot be replayed without duplicates.
+        let decision = if call.received > 0 {
+            Decision::Fail
+        } else {
+            retry::decide(attempt, &error)
+        };
+        match decision {
             Decision::Fail => self.finish_quietly(id, Err(error), now),
             Decision::Retry { refresh_token } => {
                 let pause = retry::backoff(
@@ -1391,6 +1506,7 @@ impl Core {
             None => None,
         };
         let with_token = call.needs_token;
+        let streaming = call.streaming;
         let ep = &self.endpoints[idx];
         let request = self.request_head(ep, call.method.path, &call.options, timeout, with_token);
         let stream = StreamId(self.next_stream);
@@ -1403,7 +1519,7 @@ impl Core {
             request,
             body,
             end_stream: true,
-            manual_flow_control: false,
+            manual_flow_control: streaming,
         });
         self.streams.insert(stream, StreamOwner::Call(id));
         self.endpoints[idx].active_streams += 1;
@@ -1463,6 +1579,7 @@ impl Core {
     /// The response ended (trailers, trailers-only headers, or end of stream without
     /// trailers): decide the outcome.
     fn complete(&mut self, id: CallId, trailers: Option<&HeaderMap>, now: Instant) {
+        let streaming = self.calls.get(&id).is_some_and(|c| c.streaming);
         let (result, answered) = {
             let Some(response) = self.response_mut(id) else {
                 return;
@@ -1485,6 +1602,8 @@ impl Core {
                 Err(Error::from_status(status))
             } else if let Err(e) = response.decoder.finish() {
                 Err(e.into())
+            } else if streaming {
+                Ok(Bytes::new())
             } else {
                 match response.message.take() {
                     Some(msg) => Ok(msg),

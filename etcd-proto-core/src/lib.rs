@@ -58,7 +58,9 @@ pub use endpoint::{Endpoint, Scheme};
 pub use endpoints::endpoints_from_members;
 pub use engine::lease::{KeepAliveId, LeaseLostReason};
 pub use engine::watch::{Watch, WatchId, WatchResponse, WatchResponseKind, DEFAULT_WATCH_BUFFER};
-pub use engine::{CallId, CallOptions, Core, EndpointId, Event, StreamId, Transmit, RESET_CANCEL};
+pub use engine::{
+    CallId, CallOptions, Core, EndpointId, Event, StreamId, Transmit, RESET_CANCEL, STREAM_BUFFER,
+};
 pub use error::{Direction, Error, EtcdError, EtcdErrorKind, InvalidRequest};
 pub use status::{Code, Status};
 

@@ -46,9 +46,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then([Put::new("tour/fruit/apple", "green")])
         .or_else([Get::new("tour/fruit/apple")]);
     let resp = client.txn(txn.clone()).await?;
-    println!("txn: if apple == red then apple := green -> succeeded = {}", resp.succeeded);
+    println!(
+        "txn: if apple == red then apple := green -> succeeded = {}",
+        resp.succeeded
+    );
     let resp = client.txn(txn).await?;
-    println!("same txn again -> succeeded = {} (apple is no longer red)", resp.succeeded);
+    println!(
+        "same txn again -> succeeded = {} (apple is no longer red)",
+        resp.succeeded
+    );
 
     let resp = client.get("tour/fruit/apple").await?;
     if let Some(kv) = resp.kvs.first() {

@@ -38,8 +38,9 @@ pub use etcd_driver::core::rpc::kv::{
 pub use etcd_driver::core::{Direction, InvalidRequest};
 pub use etcd_driver::{
     core, proto, rpc, CallOptions, Code, Config, Credentials, Endpoint, Error, EtcdError,
-    EtcdErrorKind, KeepAliveResponse, KeepAliveTarget, LeaseKeeper, LeaseLostReason, Status,
-    TlsConfig, Watch, WatchResponse, WatchResponseKind, Watcher,
+    EtcdErrorKind, KeepAliveResponse, KeepAliveTarget, LeaseKeeper, LeaseLostReason, ObserveStream,
+    SavedSnapshot, ServerStream, SnapshotStream, Status, TlsConfig, Watch, WatchResponse,
+    WatchResponseKind, Watcher,
 };
 
 /// The tokio runtime for the driver. Tasks are spawned on the runtime that was current when
