@@ -352,6 +352,8 @@ enum Owner {
     Auth,
     /// The internal MemberList call behind sync.
     Sync,
+    /// The internal Range call re-reading a compacted watcher's range.
+    Resync(WatchId),
 }
 
 struct Call {
@@ -719,6 +721,20 @@ impl Core {
             return;
         };
         let streaming = self.calls.get(&call).is_some_and(|c| c.streaming);
+        if streaming {
+            // Release at once unless the application is behind (then hold until it catches
+            // up); partial messages are released too, so a large message cannot deadlock.
+            if let Some(c) = self.calls.get_mut(&call) {
+                if c.buffered > STREAM_BUFFER {
+                    c.held += data.len();
+                } else if let CallState::InFlight { stream, .. } = c.state {
+                    self.transmits.push_back(Transmit::ReleaseCapacity {
+                        stream,
+                        bytes: data.len(),
+                    });
+                }
+            }
+        }
         let outcome = {
             let Some(response) = self.response_mut(call) else {
                 return;
@@ -786,16 +802,6 @@ impl Core {
             };
             call.received += 1;
             call.buffered += size;
-            let release = call.buffered <= STREAM_BUFFER;
-            if !release {
-                call.held += size;
-            }
-            if let (true, CallState::InFlight { stream, .. }) = (release, &call.state) {
-                self.transmits.push_back(Transmit::ReleaseCapacity {
-                    stream: *stream,
-                    bytes: size,
-                });
-            }
             self.events.push_back(Event::StreamMessage {
                 call: id,
                 message,
@@ -1130,6 +1136,7 @@ impl Core {
             Owner::User => options.timeout.or(self.config.default_timeout),
             Owner::Auth => Some(options.timeout.unwrap_or(self.config.auth_timeout)),
             Owner::Sync => Some(options.timeout.unwrap_or(SYNC_TIMEOUT)),
+            Owner::Resync(_) => options.timeout.or(self.config.default_timeout),
         };
         let deadline = timeout.map(|t| now + t);
         if let Some(d) = deadline {
@@ -1657,6 +1664,7 @@ impl Core {
                 .push_back(Event::CallFinished { call: id, result }),
             Owner::Auth => self.auth_finished(result, now),
             Owner::Sync => self.sync_finished(result, now),
+            Owner::Resync(watch) => self.resync_finished(watch, result, now),
         }
     }
 

@@ -78,6 +78,7 @@ pub struct Watch {
     require_leader: bool,
     own_stream: bool,
     buffer_bytes: usize,
+    resync: bool,
 }
 
 impl Watch {
@@ -95,7 +96,18 @@ impl Watch {
             require_leader: false,
             own_stream: false,
             buffer_bytes: DEFAULT_WATCH_BUFFER,
+            resync: false,
         }
+    }
+
+    /// Beyond Go: when the watcher's history is compacted away (at creation or while it was
+    /// disconnected), re-read the watched range at the current revision, deliver it as one
+    /// [`WatchResponseKind::Snapshot`] (every key as a PUT event), and keep watching from
+    /// there, instead of ending with [`Error::WatchCompacted`]. A cache built on the watch
+    /// replaces its contents with the snapshot and stays correct.
+    pub fn resync_on_compaction(mut self) -> Self {
+        self.resync = true;
+        self
     }
 
     /// Watches every key with the key as prefix (empty key: everything).
@@ -187,6 +199,9 @@ pub enum WatchResponseKind {
     Created,
     /// Progress: every event up to the header revision has been delivered.
     Progress,
+    /// The whole watched range at the header revision, as PUT events (after compaction in
+    /// resync mode): replace what you built so far; events after it follow.
+    Snapshot,
 }
 
 /// One response delivered to a watcher.
@@ -212,9 +227,16 @@ pub(crate) struct Watcher {
     announced: bool,
     created_notify: bool,
     buffered: usize,
-    held: usize,
     limit: usize,
+    /// Over its buffer limit (counted in the group's `over_limit`).
+    over: bool,
+    /// The ID on the wire: the watcher's own ID, or a fresh one after a resync (the server
+    /// keeps a compacted watcher's ID registered on the stream).
+    wire_id: i64,
     auth_retries: u32,
+    resync: bool,
+    /// Re-reading the range after a compaction: not created on the stream meanwhile.
+    resyncing: bool,
 }
 
 #[derive(Debug)]
@@ -238,6 +260,12 @@ pub(crate) struct Group {
     pending_creates: VecDeque<WatchId>,
     fragments: HashMap<i64, (ResponseHeader, Vec<mvccpb::Event>, usize)>,
     cancelled_unknown: HashSet<i64>,
+    /// Wire watch ID to watcher.
+    wire: HashMap<i64, WatchId>,
+    /// Received bytes not handed back to flow control because a watcher is over its limit.
+    held: usize,
+    /// Watchers over their buffer limit.
+    over_limit: usize,
     failures: u32,
     avoid: Option<EndpointId>,
     require_leader: bool,
@@ -251,6 +279,9 @@ impl Group {
             pending_creates: VecDeque::new(),
             fragments: HashMap::new(),
             cancelled_unknown: HashSet::new(),
+            wire: HashMap::new(),
+            held: 0,
+            over_limit: 0,
             failures: 0,
             avoid: None,
             require_leader,
@@ -342,9 +373,12 @@ impl Core {
                 announced: false,
                 created_notify: watch.created_notify,
                 buffered: 0,
-                held: 0,
                 limit: watch.buffer_bytes,
+                over: false,
+                wire_id: id.0 as i64,
                 auth_retries: 0,
+                resync: watch.resync,
+                resyncing: false,
             },
         );
         let g = self
@@ -352,6 +386,7 @@ impl Core {
             .entry(group)
             .or_insert_with(|| Group::new(watch.require_leader));
         g.members.insert(id);
+        g.wire.insert(id.0 as i64, id);
         if let Some((stream, _)) = g.open_on() {
             self.send_create(group, id, stream);
         }
@@ -395,9 +430,22 @@ impl Core {
             return;
         };
         w.buffered = w.buffered.saturating_sub(bytes);
-        if w.buffered <= w.limit && w.held > 0 {
-            let held = std::mem::take(&mut w.held);
+        if w.over && w.buffered <= w.limit {
+            w.over = false;
             let group = w.group;
+            self.below_limit(group);
+        }
+    }
+
+    /// A watcher of `group` came back under its limit: when none is over, hand back what was
+    /// held.
+    fn below_limit(&mut self, group: GroupKey) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        g.over_limit = g.over_limit.saturating_sub(1);
+        if g.over_limit == 0 {
+            let held = std::mem::take(&mut g.held);
             self.release(group, held);
         }
     }
@@ -405,6 +453,11 @@ impl Core {
     /// Number of live watchers.
     pub fn watchers(&self) -> usize {
         self.watchers.len()
+    }
+
+    /// The watcher a wire watch ID names on this group's stream.
+    fn watcher_of_wire(&self, group: GroupKey, wire_id: i64) -> Option<WatchId> {
+        self.groups.get(&group)?.wire.get(&wire_id).copied()
     }
 
     fn release(&mut self, group: GroupKey, bytes: usize) {
@@ -423,6 +476,7 @@ impl Core {
         };
         let mut create = w.create.clone();
         create.start_revision = w.next_rev;
+        create.watch_id = w.wire_id;
         match frame(
             RequestUnion::CreateRequest(create),
             self.config.max_send_message_size,
@@ -460,12 +514,11 @@ impl Core {
             return;
         };
         let group = w.group;
-        let held = w.held;
         let created = w.created;
-        self.release(group, held);
+        let wire_id = w.wire_id;
         if let Some((stream, _)) = self.groups.get(&group).and_then(Group::open_on) {
             if created {
-                self.send_cancel(stream, id.0 as i64);
+                self.send_cancel(stream, wire_id);
             }
         }
         self.finish_watcher(id, error);
@@ -476,7 +529,11 @@ impl Core {
         let Some(w) = self.watchers.remove(&id) else {
             return;
         };
+        if w.over {
+            self.below_limit(w.group);
+        }
         if let Some(g) = self.groups.get_mut(&w.group) {
+            g.wire.remove(&w.wire_id);
             g.members.remove(&id);
             g.pending_creates.retain(|p| *p != id);
         }
@@ -564,8 +621,13 @@ impl Core {
                 continue;
             };
             w.created = false;
+            if w.resyncing {
+                // Created again once its range has been re-read.
+                continue;
+            }
             let mut create = w.create.clone();
             create.start_revision = w.next_rev;
+            create.watch_id = w.wire_id;
             match frame(
                 RequestUnion::CreateRequest(create),
                 self.config.max_send_message_size,
@@ -619,6 +681,21 @@ impl Core {
         }
     }
 
+    /// Hands received bytes back to flow control at once, unless a watcher of the group is
+    /// over its limit (then the server is paused until the application catches up). Bytes
+    /// of incomplete messages are released too, so a message larger than the window can
+    /// never deadlock.
+    fn received(&mut self, key: GroupKey, bytes: usize) {
+        let Some(g) = self.groups.get_mut(&key) else {
+            return;
+        };
+        if g.over_limit > 0 {
+            g.held += bytes;
+        } else {
+            self.release(key, bytes);
+        }
+    }
+
     pub(crate) fn watch_data(
         &mut self,
         key: GroupKey,
@@ -626,6 +703,7 @@ impl Core {
         end_stream: bool,
         now: Instant,
     ) {
+        let data_len = data.len();
         let mut messages = Vec::new();
         let mut failure = None;
         if let Some(Group {
@@ -652,6 +730,7 @@ impl Core {
                 }
             }
         }
+        self.received(key, data_len);
         for msg in messages {
             self.watch_message(key, msg, now);
         }
@@ -736,11 +815,11 @@ impl Core {
         for id in &members {
             if let Some(w) = self.watchers.get_mut(id) {
                 w.created = false;
-                // Capacity held for unconsumed responses died with the stream.
-                w.held = 0;
+                // Capacity is per stream: what was held died with the old one.
             }
         }
         let g = self.groups.get_mut(&key).expect("group exists");
+        g.held = 0;
         g.avoid = failed_endpoint;
         g.failures += 1;
         let pause = if g.failures <= 1 {
@@ -819,16 +898,13 @@ impl Core {
         };
         let header = resp.header.unwrap_or_default();
         if resp.created {
-            self.release(key, size);
             self.watch_created(key, stream, resp, now);
             return;
         }
         if resp.canceled {
-            self.release(key, size);
-            let id = WatchId(resp.watch_id as u64);
-            if resp.watch_id < 0 || !self.watchers.contains_key(&id) {
+            let Some(id) = self.watcher_of_wire(key, resp.watch_id) else {
                 return;
-            }
+            };
             let error = if resp.compact_revision > 0 {
                 Error::WatchCompacted {
                     compact_revision: resp.compact_revision,
@@ -842,6 +918,9 @@ impl Core {
             if let Some(w) = self.watchers.get_mut(&id) {
                 w.created = false;
             }
+            if self.try_resync(id, &error, now) {
+                return;
+            }
             self.end_watcher(id, Some(error), now);
             return;
         }
@@ -850,7 +929,6 @@ impl Core {
         }
         if resp.watch_id == -1 {
             // Stream-wide progress (answer to a progress request): every watcher has seen all.
-            self.release(key, size);
             let members: Vec<WatchId> = self.groups[&key].members.iter().copied().collect();
             for id in members {
                 if self.watchers.get(&id).is_some_and(|w| w.created) {
@@ -859,9 +937,7 @@ impl Core {
             }
             return;
         }
-        let id = WatchId(resp.watch_id as u64);
-        if !self.watchers.contains_key(&id) {
-            self.release(key, size);
+        let Some(id) = self.watcher_of_wire(key, resp.watch_id) else {
             let fresh = self
                 .groups
                 .get_mut(&key)
@@ -870,7 +946,7 @@ impl Core {
                 self.send_cancel(stream, resp.watch_id);
             }
             return;
-        }
+        };
         let (header, events, size) =
             if resp.fragment || self.groups[&key].fragments.contains_key(&resp.watch_id) {
                 let g = self.groups.get_mut(&key).expect("group exists");
@@ -889,7 +965,6 @@ impl Core {
                 (header, resp.events, size)
             };
         if events.is_empty() {
-            self.release(key, size);
             self.deliver(id, WatchResponseKind::Progress, header, Vec::new(), 0);
         } else {
             self.deliver(id, WatchResponseKind::Events, header, events, size);
@@ -910,15 +985,9 @@ impl Core {
         let header = resp.header.unwrap_or_default();
         if resp.canceled {
             // A rejected create comes back with ID -1: it answers the oldest pending create.
-            let id = if resp.watch_id >= 0
-                && self.watchers.contains_key(&WatchId(resp.watch_id as u64))
-            {
-                WatchId(resp.watch_id as u64)
-            } else {
-                match head {
-                    Some(id) => id,
-                    None => return,
-                }
+            let id = match self.watcher_of_wire(key, resp.watch_id).or(head) {
+                Some(id) => id,
+                None => return,
             };
             let error = if resp.compact_revision > 0 {
                 Error::WatchCompacted {
@@ -950,15 +1019,21 @@ impl Core {
                 self.watch_stream_failed(key, error, true, now);
                 return;
             }
+            if self.try_resync(id, &error, now) {
+                return;
+            }
             self.end_watcher(id, Some(error), now);
             return;
         }
-        let id = WatchId(resp.watch_id as u64);
-        let Some(w) = self.watchers.get_mut(&id) else {
+        let Some(id) = self
+            .watcher_of_wire(key, resp.watch_id)
+            .filter(|id| self.watchers.contains_key(id))
+        else {
             // Created for a watcher cancelled meanwhile: cancel it on the server.
             self.send_cancel(stream, resp.watch_id);
             return;
         };
+        let w = self.watchers.get_mut(&id).expect("checked above");
         w.created = true;
         w.auth_retries = 0;
         if w.next_rev == 0 {
@@ -1002,7 +1077,6 @@ impl Core {
                 .and_then(|e| e.kv.as_ref())
                 .map(|kv| kv.mod_revision)
             else {
-                self.release(group, size);
                 return;
             };
             w.next_rev = last + 1;
@@ -1010,9 +1084,11 @@ impl Core {
             w.next_rev = w.next_rev.max(header.revision + 1);
         }
         w.buffered += size;
-        let release_now = w.buffered <= w.limit;
-        if !release_now {
-            w.held += size;
+        if !w.over && w.buffered > w.limit {
+            w.over = true;
+            if let Some(g) = self.groups.get_mut(&group) {
+                g.over_limit += 1;
+            }
         }
         self.events.push_back(Event::WatchResponse {
             watch: id,
@@ -1023,14 +1099,120 @@ impl Core {
             },
             size,
         });
-        if release_now {
-            self.release(group, size);
-        }
     }
 }
 
 impl<K: IntoBytes> From<K> for Watch {
     fn from(key: K) -> Watch {
         Watch::new(key)
+    }
+}
+
+impl Core {
+    /// A compaction ended a watcher: in resync mode, re-read its range instead. Returns
+    /// whether the watcher goes on.
+    fn try_resync(&mut self, id: WatchId, error: &Error, now: Instant) -> bool {
+        let compacted = matches!(error, Error::WatchCompacted { .. })
+            || error.etcd_kind() == Some(EtcdErrorKind::Compacted);
+        let Some(w) = self.watchers.get_mut(&id) else {
+            return false;
+        };
+        if !compacted || !w.resync || w.resyncing {
+            return false;
+        }
+        w.resyncing = true;
+        w.created = false;
+        // The server keeps a compacted watcher's ID registered on the stream: free it, and
+        // watch again under a fresh one.
+        let old_wire = w.wire_id;
+        let group = w.group;
+        let new_wire = self.next_watch as i64;
+        self.next_watch += 1;
+        if let Some(w) = self.watchers.get_mut(&id) {
+            w.wire_id = new_wire;
+        }
+        if let Some(g) = self.groups.get_mut(&group) {
+            g.wire.remove(&old_wire);
+            g.wire.insert(new_wire, id);
+        }
+        if let Some((stream, _)) = self.groups.get(&group).and_then(Group::open_on) {
+            self.send_cancel(stream, old_wire);
+        }
+        let Some(w) = self.watchers.get(&id) else {
+            return false;
+        };
+        let request = etcd_proto::etcdserverpb::RangeRequest {
+            key: w.create.key.clone(),
+            range_end: w.create.range_end.clone(),
+            ..Default::default()
+        };
+        let method = crate::rpc::Method {
+            path: "/etcdserverpb.KV/Range",
+            retry: crate::rpc::RetryClass::Repeatable,
+        };
+        match self.start_call(
+            super::Owner::Resync(id),
+            method,
+            &request,
+            CallOptions::default(),
+            now,
+        ) {
+            Ok(_) => true,
+            Err(_) => {
+                if let Some(w) = self.watchers.get_mut(&id) {
+                    w.resyncing = false;
+                }
+                false
+            }
+        }
+    }
+
+    /// The range of a compacted watcher was re-read: deliver it and watch on from there.
+    pub(crate) fn resync_finished(
+        &mut self,
+        id: WatchId,
+        result: Result<Bytes, Error>,
+        now: Instant,
+    ) {
+        let range = result.and_then(|body| {
+            etcd_proto::etcdserverpb::RangeResponse::decode(body)
+                .map_err(|e| Error::Protocol(format!("undecodable resync range: {e}")))
+        });
+        let Some(w) = self.watchers.get_mut(&id) else {
+            return;
+        };
+        w.resyncing = false;
+        let range = match range {
+            Ok(r) => r,
+            Err(e) => {
+                self.end_watcher(id, Some(e), now);
+                return;
+            }
+        };
+        let header = range.header.unwrap_or_default();
+        w.next_rev = header.revision + 1;
+        let group = w.group;
+        let events = range
+            .kvs
+            .into_iter()
+            .map(|kv| mvccpb::Event {
+                r#type: mvccpb::event::EventType::Put as i32,
+                kv: Some(kv),
+                prev_kv: None,
+            })
+            .collect();
+        self.events.push_back(Event::WatchResponse {
+            watch: id,
+            response: WatchResponse {
+                kind: WatchResponseKind::Snapshot,
+                header,
+                events,
+            },
+            size: 0,
+        });
+        if let Some((stream, _)) = self.groups.get(&group).and_then(Group::open_on) {
+            self.send_create(group, id, stream);
+        }
+        self.dispatch(now);
     }
 }
