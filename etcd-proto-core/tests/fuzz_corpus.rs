@@ -79,9 +79,16 @@ fn targets_survive_pseudo_random_inputs() {
     for _ in 0..300 {
         let len = (next() % 200) as usize;
         let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-        frame_decoder::run(&data);
-        response_decode::run(&data);
-        status_headers::run(&data);
-        engine_unary::run(&data);
+        let outcome = std::panic::catch_unwind(|| {
+            frame_decoder::run(&data);
+            response_decode::run(&data);
+            status_headers::run(&data);
+            engine_unary::run(&data);
+        });
+        if let Err(panic) = outcome {
+            let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+            eprintln!("failing input ({} bytes): {hex}", data.len());
+            std::panic::resume_unwind(panic);
+        }
     }
 }

@@ -174,3 +174,98 @@ per_version!(a_lease_survives_killing_the_leader, |version| {
     let ttl = c.lease_time_to_live(granted.id, false).await.unwrap().ttl;
     assert!(ttl > 0, "alive after the leader died (ttl {ttl})");
 });
+
+/// CPU time (user + system) of this process so far.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+per_version!(ten_thousand_leases_kept_alive_for_a_minute, |version| {
+    let server = Arc::new(
+        blocking(move || EtcdServer::start(version))
+            .await
+            .expect("etcd"),
+    );
+    let c = client_for(&server, |config| {
+        config.default_timeout = Some(Duration::from_secs(30))
+    });
+    const N: usize = 10_000;
+    let mut grants = Vec::with_capacity(N);
+    for chunk in 0..N / 250 {
+        let mut batch = Vec::new();
+        for _ in 0..250 {
+            let c = c.clone();
+            batch.push(tokio::spawn(async move { c.lease_grant(5).await }));
+        }
+        for g in batch {
+            grants.push(
+                g.await
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("grant in chunk {chunk}: {e}")),
+            );
+        }
+    }
+    let mut keepers: Vec<etcd_tokio::LeaseKeeper> = Vec::with_capacity(N);
+    for g in &grants {
+        keepers.push(c.keep_alive(g).await.unwrap());
+    }
+    // Renewals queue up in the keepers unread (a few hundred KiB): the CPU measured below is
+    // the client's own work, not a consumer's.
+    let cpu_before = cpu_time();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let cpu = cpu_time() - cpu_before;
+    let wall = started.elapsed();
+    // Every lease is alive at the end, and every keeper saw renewals and no loss.
+    let mut dead = 0;
+    for chunk in grants.chunks(500) {
+        let mut checks = Vec::new();
+        for g in chunk {
+            let c = c.clone();
+            let id = g.id;
+            checks.push(tokio::spawn(async move {
+                c.lease_time_to_live(id, false).await
+            }));
+        }
+        for check in checks {
+            if check.await.unwrap().unwrap().ttl <= 0 {
+                dead += 1;
+            }
+        }
+    }
+    // Count what queued up (unconstrained: tokio's budget would report a full channel as
+    // pending after 128 receives).
+    let renewals = tokio::task::unconstrained(async {
+        let mut renewals = 0u64;
+        for k in keepers.iter_mut() {
+            while let Some(item) = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(match k.poll_next(cx) {
+                    std::task::Poll::Ready(item) => item,
+                    std::task::Poll::Pending => None,
+                })
+            })
+            .await
+            {
+                item.expect("no lease lost");
+                renewals += 1;
+            }
+        }
+        renewals
+    })
+    .await;
+    println!(
+        "{version}: {N} leases (TTL 5) kept alive for {wall:?}: {renewals} renewals, client CPU \
+         {cpu:?} ({:.1}% of one core)",
+        100.0 * cpu.as_secs_f64() / wall.as_secs_f64()
+    );
+    assert!(
+        renewals as usize >= N * 30,
+        "about 36 renewals per lease per minute"
+    );
+    assert_eq!(dead, 0, "{dead} leases expired");
+});
