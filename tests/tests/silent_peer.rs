@@ -58,7 +58,12 @@ async fn calls_to_a_silent_peer_time_out_at_their_deadline() {
         .unwrap_err();
     let took = started.elapsed();
     assert!(
-        matches!(err, Error::DeadlineExceeded { request_sent: false }),
+        matches!(
+            err,
+            Error::DeadlineExceeded {
+                request_sent: false
+            }
+        ),
         "{err:?}"
     );
     assert!(err.is_retryable() && !err.outcome_unknown());
