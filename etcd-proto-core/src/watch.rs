@@ -197,7 +197,10 @@ pub enum WatchResponseKind {
     Events,
     /// The watcher was created (only with [`Watch::created_notify`]).
     Created,
-    /// Progress: every event up to the header revision has been delivered.
+    /// Progress: for a watcher's own progress notification, every event up to the header
+    /// revision has been delivered. The answer to [`Core::request_progress`] is broadcast to
+    /// every watcher of the stream; servers before etcd 3.5.8 (issue 15220) may send it ahead
+    /// of events at or below its revision, so the core does not move resume points on it.
     Progress,
     /// The whole watched range at the header revision, as PUT events (after compaction in
     /// resync mode): replace what you built so far; events after it follow.
@@ -535,7 +538,9 @@ impl Core {
         if let Some(g) = self.groups.get_mut(&w.group) {
             g.wire.remove(&w.wire_id);
             g.members.remove(&id);
-            g.pending_creates.retain(|p| *p != id);
+            // Its entry stays in `pending_creates`: the server still answers that create,
+            // and the answer must take its place, or a later rejection (ID -1) would be
+            // matched to the wrong watcher.
         }
         self.events
             .push_back(Event::WatchEnded { watch: id, error });
@@ -928,11 +933,23 @@ impl Core {
             g.failures = 0;
         }
         if resp.watch_id == -1 {
-            // Stream-wide progress (answer to a progress request): every watcher has seen all.
+            // Stream-wide progress (answer to a progress request). Servers without the fix
+            // for etcd #15220 (3.4 and 3.5 before early 2023) send it unordered with the
+            // events: events up to its revision may still follow, so it must not move the
+            // resume point (they would be dropped as replays).
             let members: Vec<WatchId> = self.groups[&key].members.iter().copied().collect();
             for id in members {
-                if self.watchers.get(&id).is_some_and(|w| w.created) {
-                    self.deliver(id, WatchResponseKind::Progress, header, Vec::new(), 0);
+                let Some(next_rev) = self
+                    .watchers
+                    .get(&id)
+                    .filter(|w| w.created)
+                    .map(|w| w.next_rev)
+                else {
+                    continue;
+                };
+                self.deliver(id, WatchResponseKind::Progress, header, Vec::new(), 0);
+                if let Some(w) = self.watchers.get_mut(&id) {
+                    w.next_rev = next_rev;
                 }
             }
             return;
