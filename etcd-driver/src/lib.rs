@@ -10,6 +10,7 @@
 
 mod client;
 mod client_api;
+pub mod concurrency;
 mod driver;
 mod lease;
 mod runtime;
