@@ -33,3 +33,10 @@ pub use etcd_proto_core::{
     proto, rpc, CallOptions, Code, Config, Credentials, Endpoint, Error, EtcdError, EtcdErrorKind,
     LeaseLostReason, Status, TlsConfig, Watch, WatchResponse, WatchResponseKind,
 };
+pub mod config_file;
+pub mod leasing;
+pub mod mirror;
+pub mod namespace;
+pub mod naming;
+pub mod ordering;
+pub mod util;
