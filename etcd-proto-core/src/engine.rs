@@ -29,6 +29,8 @@ use crate::status::{encode_timeout, Code, Status};
 
 #[path = "lease.rs"]
 pub(crate) mod lease;
+#[path = "stream_slot.rs"]
+mod stream_slot;
 #[path = "watch.rs"]
 pub(crate) mod watch;
 

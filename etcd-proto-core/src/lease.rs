@@ -17,10 +17,10 @@ use etcd_proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
 use http::{HeaderMap, StatusCode};
 use prost::Message;
 
+use super::stream_slot::{reopen_pause, StreamSlot};
 use super::{CallOptions, Core, EndpointId, Event, StreamId, StreamOwner, Transmit};
 use crate::error::{Error, EtcdErrorKind};
-use crate::grpc::{encode_message, MessageDecoder};
-use crate::status::{Code, Status};
+use crate::grpc::encode_message;
 
 const KEEPALIVE_PATH: &str = "/etcdserverpb.Lease/LeaseKeepAlive";
 
@@ -62,24 +62,10 @@ struct LeaseState {
     outstanding: VecDeque<Instant>,
 }
 
-#[derive(Debug)]
-pub(crate) enum KeeperState {
-    Waiting,
-    Backoff {
-        until: Instant,
-    },
-    Open {
-        stream: StreamId,
-        endpoint: EndpointId,
-        decoder: MessageDecoder,
-        http_status: Option<StatusCode>,
-    },
-}
-
 /// The keepalive stream and every kept lease.
 #[derive(Debug)]
 pub(crate) struct Keeper {
-    pub(crate) state: KeeperState,
+    pub(crate) state: StreamSlot,
     leases: HashMap<i64, LeaseState>,
     subscriptions: HashMap<KeepAliveId, (i64, bool)>,
     renewals: BTreeSet<(Instant, i64)>,
@@ -92,7 +78,7 @@ pub(crate) struct Keeper {
 impl Keeper {
     pub(crate) fn new() -> Keeper {
         Keeper {
-            state: KeeperState::Waiting,
+            state: StreamSlot::Waiting,
             leases: HashMap::new(),
             subscriptions: HashMap::new(),
             renewals: BTreeSet::new(),
@@ -104,17 +90,12 @@ impl Keeper {
     }
 
     fn open_on(&self) -> Option<(StreamId, EndpointId)> {
-        match self.state {
-            KeeperState::Open {
-                stream, endpoint, ..
-            } => Some((stream, endpoint)),
-            _ => None,
-        }
+        self.state.open_on()
     }
 
     /// Whether the stream is wanted but not open.
     pub(crate) fn waiting(&self) -> bool {
-        !self.leases.is_empty() && matches!(self.state, KeeperState::Waiting)
+        !self.leases.is_empty() && matches!(self.state, StreamSlot::Waiting)
     }
 
     fn schedule(&mut self, lease: i64, at: Instant) {
@@ -263,11 +244,8 @@ impl Core {
         if !self.keeper.leases.is_empty() {
             return;
         }
-        let old = std::mem::replace(&mut self.keeper.state, KeeperState::Waiting);
-        if let KeeperState::Open {
-            stream, endpoint, ..
-        } = old
-        {
+        let old = std::mem::replace(&mut self.keeper.state, StreamSlot::Waiting);
+        if let Some((stream, endpoint)) = old.open_on() {
             self.streams.remove(&stream);
             if let Some(ep) = self.endpoint_mut(endpoint) {
                 ep.active_streams = ep.active_streams.saturating_sub(1);
@@ -333,12 +311,8 @@ impl Core {
         self.next_stream += 1;
         self.endpoints[idx].active_streams += 1;
         self.streams.insert(stream, StreamOwner::Lease);
-        self.keeper.state = KeeperState::Open {
-            stream,
-            endpoint,
-            decoder: MessageDecoder::new(self.config.max_receive_message_size),
-            http_status: None,
-        };
+        self.keeper.state =
+            StreamSlot::open(stream, endpoint, self.config.max_receive_message_size);
         // Requests sent on the old stream may be lost: renew every lease now.
         let leases: Vec<i64> = self.keeper.leases.keys().copied().collect();
         for lease in leases {
@@ -366,37 +340,14 @@ impl Core {
         end_stream: bool,
         now: Instant,
     ) {
-        if let KeeperState::Open { http_status, .. } = &mut self.keeper.state {
-            *http_status = Some(status);
-        }
+        self.keeper.state.set_http_status(status);
         if end_stream {
             self.keeper_stream_ended(Some(headers), now);
         }
     }
 
     pub(crate) fn keeper_data(&mut self, data: Bytes, end_stream: bool, now: Instant) {
-        let mut messages = Vec::new();
-        let mut failure = None;
-        if let KeeperState::Open {
-            decoder,
-            http_status,
-            ..
-        } = &mut self.keeper.state
-        {
-            if http_status.is_none_or(|s| s == StatusCode::OK) {
-                decoder.push(data);
-                loop {
-                    match decoder.next_message() {
-                        Ok(Some(m)) => messages.push(m),
-                        Ok(None) => break,
-                        Err(e) => {
-                            failure = Some(Error::from(e));
-                            break;
-                        }
-                    }
-                }
-            }
-        }
+        let (messages, mut failure) = self.keeper.state.push(data);
         for msg in messages {
             match LeaseKeepAliveResponse::decode(msg) {
                 Ok(resp) => self.keepalive_answered(resp, now),
@@ -422,24 +373,17 @@ impl Core {
     }
 
     fn keeper_stream_ended(&mut self, trailers: Option<&HeaderMap>, now: Instant) {
-        let status = trailers
-            .and_then(Status::from_headers)
-            .filter(|s| !s.is_ok())
-            .unwrap_or_else(|| {
-                Status::new(Code::Unavailable, "keepalive stream ended by the server")
-            });
-        self.keeper_stream_failed(Error::from_status(status), false, now);
+        if let Some(error) = self.keeper.state.ended(trailers, "keepalive stream") {
+            self.keeper_stream_failed(error, false, now);
+        }
     }
 
     /// The keepalive stream failed: reopen it (after a pause when it keeps failing); leases
     /// keep their confirmed expiries meanwhile.
     pub(crate) fn keeper_stream_failed(&mut self, error: Error, reset: bool, now: Instant) {
-        let old = std::mem::replace(&mut self.keeper.state, KeeperState::Waiting);
+        let old = std::mem::replace(&mut self.keeper.state, StreamSlot::Waiting);
         let mut failed = None;
-        if let KeeperState::Open {
-            stream, endpoint, ..
-        } = old
-        {
+        if let Some((stream, endpoint)) = old.open_on() {
             failed = Some(endpoint);
             self.streams.remove(&stream);
             if let Some(ep) = self.endpoint_mut(endpoint) {
@@ -466,10 +410,9 @@ impl Core {
         let k = &mut self.keeper;
         k.avoid = failed;
         k.failures += 1;
-        if k.failures > 1 {
-            let pause = (Duration::from_millis(100) * (1u32 << (k.failures - 2).min(5)))
-                .min(Duration::from_secs(2));
-            k.state = KeeperState::Backoff { until: now + pause };
+        let pause = reopen_pause(k.failures, Duration::from_millis(100));
+        if !pause.is_zero() {
+            k.state = StreamSlot::Backoff { until: now + pause };
         }
         self.dispatch(now);
     }
@@ -525,11 +468,7 @@ impl Core {
             }
             self.lose_lease(lease, LeaseLostReason::Expired);
         }
-        if let KeeperState::Backoff { until } = self.keeper.state {
-            if until <= now {
-                self.keeper.state = KeeperState::Waiting;
-            }
-        }
+        self.keeper.state.expire_backoff(now);
         self.send_due_renewals(now);
         self.drop_keeper_stream_if_idle(now);
     }
@@ -539,10 +478,7 @@ impl Core {
         let renewal = k
             .open_on()
             .and_then(|_| k.renewals.first().map(|(at, _)| *at));
-        let backoff = match k.state {
-            KeeperState::Backoff { until } => Some(until),
-            _ => None,
-        };
+        let backoff = k.state.backoff_until();
         [renewal, k.expiries.first().map(|(at, _)| *at), backoff]
             .into_iter()
             .flatten()
@@ -565,8 +501,8 @@ impl Core {
                     .push_back(Event::LeaseKeepAliveClosed { keeper, lease });
             }
         }
-        if let KeeperState::Open { stream, .. } =
-            std::mem::replace(&mut self.keeper.state, KeeperState::Waiting)
+        if let Some((stream, _)) =
+            std::mem::replace(&mut self.keeper.state, StreamSlot::Waiting).open_on()
         {
             self.streams.remove(&stream);
             self.transmits.push_back(Transmit::ResetStream {

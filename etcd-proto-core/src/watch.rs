@@ -40,9 +40,10 @@ use etcd_proto::mvccpb;
 use http::{HeaderMap, StatusCode};
 use prost::Message;
 
+use super::stream_slot::{reopen_pause, StreamSlot};
 use super::{CallOptions, Core, EndpointId, Event, StreamId, StreamOwner, Transmit};
 use crate::error::{Error, EtcdErrorKind};
-use crate::grpc::{encode_message, MessageDecoder};
+use crate::grpc::encode_message;
 use crate::rpc::kv::{End, KeyRange};
 use crate::rpc::IntoBytes;
 use crate::status::{Code, Status};
@@ -243,22 +244,8 @@ pub(crate) struct Watcher {
 }
 
 #[derive(Debug)]
-pub(crate) enum GroupState {
-    Waiting,
-    Backoff {
-        until: Instant,
-    },
-    Open {
-        stream: StreamId,
-        endpoint: EndpointId,
-        decoder: MessageDecoder,
-        http_status: Option<StatusCode>,
-    },
-}
-
-#[derive(Debug)]
 pub(crate) struct Group {
-    pub(crate) state: GroupState,
+    pub(crate) state: StreamSlot,
     members: BTreeSet<WatchId>,
     pending_creates: VecDeque<WatchId>,
     fragments: HashMap<i64, (ResponseHeader, Vec<mvccpb::Event>, usize)>,
@@ -277,7 +264,7 @@ pub(crate) struct Group {
 impl Group {
     fn new(require_leader: bool) -> Group {
         Group {
-            state: GroupState::Waiting,
+            state: StreamSlot::Waiting,
             members: BTreeSet::new(),
             pending_creates: VecDeque::new(),
             fragments: HashMap::new(),
@@ -292,12 +279,7 @@ impl Group {
     }
 
     pub(crate) fn open_on(&self) -> Option<(StreamId, EndpointId)> {
-        match self.state {
-            GroupState::Open {
-                stream, endpoint, ..
-            } => Some((stream, endpoint)),
-            _ => None,
-        }
+        self.state.open_on()
     }
 }
 
@@ -555,10 +537,7 @@ impl Core {
             return;
         }
         if let Some(g) = self.groups.remove(&group) {
-            if let GroupState::Open {
-                stream, endpoint, ..
-            } = g.state
-            {
+            if let Some((stream, endpoint)) = g.state.open_on() {
                 self.detach_watch_stream(stream, endpoint);
                 self.transmits.push_back(Transmit::ResetStream {
                     stream,
@@ -582,7 +561,7 @@ impl Core {
         let waiting: Vec<GroupKey> = self
             .groups
             .iter()
-            .filter(|(_, g)| matches!(g.state, GroupState::Waiting) && !g.members.is_empty())
+            .filter(|(_, g)| matches!(g.state, StreamSlot::Waiting) && !g.members.is_empty())
             .map(|(k, _)| *k)
             .collect();
         for key in waiting {
@@ -603,7 +582,7 @@ impl Core {
     pub(crate) fn watches_need_token(&self) -> bool {
         self.groups
             .values()
-            .any(|g| matches!(g.state, GroupState::Waiting) && !g.members.is_empty())
+            .any(|g| matches!(g.state, StreamSlot::Waiting) && !g.members.is_empty())
     }
 
     fn open_watch_stream(&mut self, key: GroupKey, idx: usize) {
@@ -648,12 +627,7 @@ impl Core {
         g.pending_creates = pending;
         g.fragments.clear();
         g.cancelled_unknown.clear();
-        g.state = GroupState::Open {
-            stream,
-            endpoint,
-            decoder: MessageDecoder::new(limit),
-            http_status: None,
-        };
+        g.state = StreamSlot::open(stream, endpoint, limit);
         self.streams.insert(stream, StreamOwner::Watch(key));
         self.endpoints[idx].active_streams += 1;
         self.transmits.push_back(Transmit::OpenStream {
@@ -674,12 +648,8 @@ impl Core {
         end_stream: bool,
         now: Instant,
     ) {
-        if let Some(Group {
-            state: GroupState::Open { http_status, .. },
-            ..
-        }) = self.groups.get_mut(&key)
-        {
-            *http_status = Some(status);
+        if let Some(g) = self.groups.get_mut(&key) {
+            g.state.set_http_status(status);
         }
         if end_stream {
             self.watch_stream_ended(key, Some(headers), now);
@@ -709,32 +679,10 @@ impl Core {
         now: Instant,
     ) {
         let data_len = data.len();
-        let mut messages = Vec::new();
-        let mut failure = None;
-        if let Some(Group {
-            state:
-                GroupState::Open {
-                    decoder,
-                    http_status,
-                    ..
-                },
-            ..
-        }) = self.groups.get_mut(&key)
-        {
-            if http_status.is_none_or(|s| s == StatusCode::OK) {
-                decoder.push(data);
-                loop {
-                    match decoder.next_message() {
-                        Ok(Some(msg)) => messages.push(msg),
-                        Ok(None) => break,
-                        Err(e) => {
-                            failure = Some(Error::from(e));
-                            break;
-                        }
-                    }
-                }
-            }
-        }
+        let Some(g) = self.groups.get_mut(&key) else {
+            return;
+        };
+        let (messages, failure) = g.state.push(data);
         self.received(key, data_len);
         for msg in messages {
             self.watch_message(key, msg, now);
@@ -751,29 +699,13 @@ impl Core {
     }
 
     fn watch_stream_ended(&mut self, key: GroupKey, trailers: Option<&HeaderMap>, now: Instant) {
-        let http_status = match self.groups.get(&key).map(|g| &g.state) {
-            Some(GroupState::Open { http_status, .. }) => http_status.unwrap_or(StatusCode::OK),
-            _ => return,
-        };
-        let status = trailers.and_then(Status::from_headers).unwrap_or_else(|| {
-            Status::new(
-                if http_status == StatusCode::OK {
-                    Code::Unavailable
-                } else {
-                    Code::from_http_status(http_status)
-                },
-                format!("watch stream ended without grpc-status (HTTP status {http_status})"),
-            )
-        });
-        let error = if status.is_ok() {
-            Error::Status(Status::new(
-                Code::Unavailable,
-                "watch stream ended by the server",
-            ))
-        } else {
-            Error::from_status(status)
-        };
-        self.watch_stream_failed(key, error, false, now);
+        let error = self
+            .groups
+            .get(&key)
+            .and_then(|g| g.state.ended(trailers, "watch stream"));
+        if let Some(error) = error {
+            self.watch_stream_failed(key, error, false, now);
+        }
     }
 
     /// The group's stream failed or ended: reopen it (all watchers resume at their next
@@ -788,12 +720,9 @@ impl Core {
         let Some(g) = self.groups.get_mut(&key) else {
             return;
         };
-        let old = std::mem::replace(&mut g.state, GroupState::Waiting);
+        let old = std::mem::replace(&mut g.state, StreamSlot::Waiting);
         let mut failed_endpoint = None;
-        if let GroupState::Open {
-            stream, endpoint, ..
-        } = old
-        {
+        if let Some((stream, endpoint)) = old.open_on() {
             failed_endpoint = Some(endpoint);
             self.detach_watch_stream(stream, endpoint);
             if reset {
@@ -827,14 +756,9 @@ impl Core {
         g.held = 0;
         g.avoid = failed_endpoint;
         g.failures += 1;
-        let pause = if g.failures <= 1 {
-            Duration::ZERO
-        } else {
-            (Duration::from_millis(50) * (1u32 << (g.failures - 2).min(6)))
-                .min(Duration::from_secs(2))
-        };
+        let pause = reopen_pause(g.failures, Duration::from_millis(50));
         if !pause.is_zero() {
-            g.state = GroupState::Backoff { until: now + pause };
+            g.state = StreamSlot::Backoff { until: now + pause };
         }
         self.dispatch(now);
     }
@@ -842,21 +766,14 @@ impl Core {
     /// Moves groups whose backoff is over back to waiting.
     pub(crate) fn watch_timers(&mut self, now: Instant) {
         for g in self.groups.values_mut() {
-            if let GroupState::Backoff { until } = g.state {
-                if until <= now {
-                    g.state = GroupState::Waiting;
-                }
-            }
+            g.state.expire_backoff(now);
         }
     }
 
     pub(crate) fn watch_poll_timeout(&self) -> Option<Instant> {
         self.groups
             .values()
-            .filter_map(|g| match g.state {
-                GroupState::Backoff { until } => Some(until),
-                _ => None,
-            })
+            .filter_map(|g| g.state.backoff_until())
             .min()
     }
 
@@ -877,7 +794,7 @@ impl Core {
         }
         let groups: Vec<Group> = self.groups.drain().map(|(_, g)| g).collect();
         for g in groups {
-            if let GroupState::Open { stream, .. } = g.state {
+            if let Some((stream, _)) = g.state.open_on() {
                 self.streams.remove(&stream);
                 self.transmits.push_back(Transmit::ResetStream {
                     stream,
