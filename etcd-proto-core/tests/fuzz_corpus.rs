@@ -12,6 +12,8 @@ mod frame_decoder;
 mod response_decode;
 #[path = "../../fuzz/targets_impl/status_headers.rs"]
 mod status_headers;
+#[path = "../../fuzz/targets_impl/watch_sequence.rs"]
+mod watch_sequence;
 
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -65,6 +67,11 @@ fn engine_unary_corpus() {
     replay("engine_unary", engine_unary::run);
 }
 
+#[test]
+fn watch_sequence_corpus() {
+    replay("watch_sequence", watch_sequence::run);
+}
+
 /// The targets also hold on inputs nobody wrote down: a fixed pseudo-random sweep, cheap
 /// enough for every test run.
 #[test]
@@ -84,6 +91,7 @@ fn targets_survive_pseudo_random_inputs() {
             response_decode::run(&data);
             status_headers::run(&data);
             engine_unary::run(&data);
+            watch_sequence::run(&data);
         });
         if let Err(panic) = outcome {
             let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
