@@ -31,11 +31,11 @@ use std::time::Instant;
 use etcd_driver::{BoxFuture, BoxIo, Runtime, TlsConnector};
 use tokio::net::TcpStream;
 
+pub use etcd_driver::concurrency;
 pub use etcd_driver::core::rpc::kv::{
     prefix_range_end, Compact, Compare, CompareOp, Delete, Get, Put, SortOrder, SortTarget, Txn,
     TxnOp,
 };
-pub use etcd_driver::concurrency;
 pub use etcd_driver::core::{Direction, InvalidRequest};
 pub use etcd_driver::{
     core, proto, rpc, CallOptions, Code, Config, Credentials, Endpoint, Error, EtcdError,
