@@ -123,7 +123,9 @@ fn kill_pause_resume_restart() {
 
     let old_pid = server.pid();
     server.kill().unwrap();
-    assert!(!process_alive(old_pid));
+    wait_until("the killed etcd is gone", Duration::from_secs(10), || {
+        !process_alive(old_pid)
+    });
     assert!(!server.is_running());
     assert!(server.pause().is_err(), "pause of a dead server must fail");
 
@@ -138,13 +140,17 @@ fn kill_pause_resume_restart() {
     // restart of a running server stops it first
     let pid = server.pid();
     server.restart().unwrap();
-    assert!(!process_alive(pid));
+    wait_until("the old etcd is gone", Duration::from_secs(10), || {
+        !process_alive(pid)
+    });
     assert!(server.is_healthy());
     // kill of a paused server works
     server.pause().unwrap();
     let pid = server.pid();
     server.kill().unwrap();
-    assert!(!process_alive(pid));
+    wait_until("the old etcd is gone", Duration::from_secs(10), || {
+        !process_alive(pid)
+    });
 }
 
 #[test]
