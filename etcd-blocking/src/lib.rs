@@ -21,6 +21,11 @@
 //! threads and from inside a tokio or smol runtime alike (where they block that worker, as any
 //! blocking call does).
 //!
+//! Streams are iterators whose `next` blocks the same way: [`Handle::watch`] gives a
+//! [`Watcher`] of watch responses, [`Handle::keep_alive`] a [`LeaseKeeper`] of renewals,
+//! [`Handle::snapshot`] and [`Handle::observe`] a [`ServerStream`] of messages;
+//! [`Handle::snapshot_save`] writes a verified snapshot file.
+//!
 //! Clones of a [`Client`] share the thread; when the last one is dropped the thread stops and
 //! every call still in flight returns [`Error::ClientClosed`] at once. A [`Handle`] makes the
 //! same calls without keeping the thread alive: give handles to worker threads that should
@@ -32,13 +37,14 @@
 #![warn(missing_docs)]
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use etcd_driver::core::rpc::auth::Permission;
 use etcd_driver::core::rpc::maintenance::AlarmType;
-use etcd_driver::core::rpc::{IntoBytes, UnaryRpc};
+use etcd_driver::core::rpc::{IntoBytes, Observe, ServerStreamingRpc, Snapshot, UnaryRpc};
 use etcd_driver::proto::etcdserverpb as pb;
 use etcd_driver::proto::v3electionpb::{self as election, LeaderKey};
 use etcd_driver::proto::v3lockpb as lock;
@@ -49,7 +55,8 @@ use smol::Executor;
 pub use etcd_smol::{
     core, prefix_range_end, proto, rpc, CallOptions, Code, Compact, Compare, CompareOp, Config,
     Credentials, Delete, Direction, Endpoint, Error, EtcdError, EtcdErrorKind, Get, InvalidRequest,
-    Put, SortOrder, SortTarget, Status, TlsConfig, Txn, TxnOp,
+    KeepAliveResponse, KeepAliveTarget, LeaseLostReason, Put, SavedSnapshot, SortOrder, SortTarget,
+    Status, TlsConfig, Txn, TxnOp, Watch, WatchResponse, WatchResponseKind,
 };
 
 /// The background thread. Dropping it stops the executor and drops every task on it (the
@@ -260,11 +267,117 @@ impl Handle {
             -> pb::AuthRoleGrantPermissionResponse;
         role_revoke_permission(role: impl Into<String>, key: impl IntoBytes, range_end: impl IntoBytes)
             -> pb::AuthRoleRevokePermissionResponse;
+        request_progress() -> ();
+        keep_alive_once(lease: i64) -> KeepAliveResponse;
+        snapshot_save(endpoint: &Endpoint, path: impl AsRef<Path>) -> SavedSnapshot;
         lock(name: impl IntoBytes, lease: i64) -> lock::LockResponse;
         unlock(key: impl IntoBytes) -> lock::UnlockResponse;
         campaign(name: impl IntoBytes, lease: i64, value: impl IntoBytes) -> election::CampaignResponse;
         proclaim(leader: LeaderKey, value: impl IntoBytes) -> election::ProclaimResponse;
         leader(name: impl IntoBytes) -> election::LeaderResponse;
         resign(leader: LeaderKey) -> election::ResignResponse;
+    }
+}
+
+/// Blocking forms of the streaming calls: each returns an iterator whose `next` blocks the
+/// calling thread until the next item arrives.
+impl Handle {
+    /// Starts a watcher and waits until the server created it (every change after this
+    /// returns is seen); iterate it for the responses (see [`Watcher`]).
+    pub fn watch(&self, watch: impl Into<Watch>) -> Result<Watcher, Error> {
+        let inner = self.block(self.driver.watch(watch))?;
+        Ok(Watcher { inner })
+    }
+
+    /// Keeps a lease alive: `client.keep_alive(&granted)` or `client.keep_alive(id)`;
+    /// iterate it for the renewals (see [`LeaseKeeper`]).
+    pub fn keep_alive(&self, lease: impl Into<KeepAliveTarget>) -> Result<LeaseKeeper, Error> {
+        let inner = self.block(self.driver.keep_alive(lease))?;
+        Ok(LeaseKeeper { inner })
+    }
+
+    /// Runs any server-streaming request; iterate the result for its messages.
+    pub fn server_stream<R>(&self, rpc: R) -> Result<ServerStream<R>, Error>
+    where
+        R: ServerStreamingRpc + Send + 'static,
+    {
+        let inner = self.block(self.driver.server_stream(rpc))?;
+        Ok(ServerStream { inner })
+    }
+
+    /// Streams a snapshot of the backend of the member the call reaches (choose it with
+    /// [`Client::on_endpoint`]); [`Handle::snapshot_save`] writes and verifies one.
+    pub fn snapshot(&self) -> Result<ServerStream<Snapshot>, Error> {
+        self.server_stream(Snapshot)
+    }
+
+    /// Every proclamation of election `name`, the current one first.
+    pub fn observe(&self, name: impl IntoBytes) -> Result<ServerStream<Observe>, Error> {
+        self.server_stream(Observe::new(name))
+    }
+}
+
+/// A running watcher (from [`Handle::watch`]): an iterator of responses that blocks for each.
+/// It yields every event exactly once, in revision order, across reconnects, and ends with
+/// one `Err` when the watcher cannot go on (compaction, a rejected create, no leader with
+/// `require_leader`, client closed). Dropping it cancels the watcher on the server.
+#[derive(Debug)]
+pub struct Watcher {
+    inner: etcd_driver::Watcher,
+}
+
+impl Watcher {
+    /// The store revision when the server created the watcher: events after it follow.
+    pub fn created_revision(&self) -> i64 {
+        self.inner.created_revision()
+    }
+}
+
+impl Iterator for Watcher {
+    type Item = Result<WatchResponse, Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        smol::future::block_on(self.inner.next())
+    }
+}
+
+/// Keeps a lease alive while it exists (from [`Handle::keep_alive`]): an iterator of the
+/// renewals that ends with one `Err(Error::LeaseLost { .. })` saying why the lease is gone.
+/// Dropping it stops the renewals (the lease then expires on its own).
+#[derive(Debug)]
+pub struct LeaseKeeper {
+    inner: etcd_driver::LeaseKeeper,
+}
+
+impl LeaseKeeper {
+    /// The lease kept alive.
+    pub fn lease(&self) -> i64 {
+        self.inner.lease()
+    }
+}
+
+impl Iterator for LeaseKeeper {
+    type Item = Result<KeepAliveResponse, Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        smol::future::block_on(self.inner.next())
+    }
+}
+
+/// The messages of a server-streaming call (from [`Handle::server_stream`],
+/// [`Handle::snapshot`], [`Handle::observe`]): an iterator that ends with `None` on success or
+/// after one `Err`. Dropping it cancels the call.
+pub struct ServerStream<R: ServerStreamingRpc> {
+    inner: etcd_driver::ServerStream<R>,
+}
+
+impl<R: ServerStreamingRpc> std::fmt::Debug for ServerStream<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl<R: ServerStreamingRpc> Iterator for ServerStream<R> {
+    type Item = Result<R::Message, Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        smol::future::block_on(self.inner.next())
     }
 }
