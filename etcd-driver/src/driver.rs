@@ -1,9 +1,18 @@
-//! The driver task: owns the core, performs its transmits with `h2`, feeds it what the
-//! connection and stream tasks report, and sleeps until its next deadline.
+//! The driver task: owns the core, its connections and every HTTP/2 stream on them. It
+//! performs the core's transmits with `h2`, feeds the core what the streams receive, hands
+//! results to callers, and sleeps until its next deadline.
+//!
+//! Everything happens in this one task: a wake-up takes every queued command, carries out
+//! every transmit (so the frames of all requests that became ready leave in one write per
+//! connection), and reads every stream that has something (streams are found through their
+//! own wakers, never by scanning). Only connection attempts run in tasks of their own.
 
-use std::collections::HashMap;
-use std::future::poll_fn;
-use std::task::Poll;
+use std::collections::{HashMap, VecDeque};
+use std::future::{poll_fn, Future};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -11,11 +20,13 @@ use etcd_proto_core::{
     CallId, Core, Endpoint, EndpointId, Error, Event, KeepAliveId, Scheme, StreamId, TlsConfig,
     Transmit, Watch, WatchId, WatchResponse,
 };
-use h2::client::SendRequest;
+use h2::client::{ResponseFuture, SendRequest};
+use h2::{RecvStream, SendStream};
+use http::Request;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::runtime::{BoxFuture, Runtime};
-use crate::stream::{connection_task, stream_task, ConnCmd, Input, StreamCmd, StreamOpen};
+use crate::stream::{connect_task, Established, H2Connection, Input, Notifier, StreamWaker};
 use crate::tls::TlsConnector;
 
 /// Starts a call on the core (a closure so that any typed request fits one channel).
@@ -100,34 +111,119 @@ struct WatchSlot {
     updates: mpsc::UnboundedSender<WatchUpdate>,
 }
 
-struct ConnSlot {
-    generation: u64,
-    send: Option<SendRequest<Bytes>>,
-    /// Dropping this tells the connection task to stop.
-    cmds: mpsc::UnboundedSender<ConnCmd>,
+/// Hasher for the driver's maps, whose keys are sequential integer IDs: one multiply, no
+/// SipHash (the keys come from the core and callers' counters, not from the network).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
 }
 
-enum Wake {
-    Command(Option<Command>),
-    Input(Input),
-    Timer,
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// Rounds of work in one poll before the driver yields to the executor (fairness, and
+/// tokio's cooperative budget, which only refills when the task is polled again).
+const MAX_ROUNDS: usize = 32;
+
+enum ConnSlot {
+    /// A connect task is running; dropping `_cancel` abandons it.
+    Connecting {
+        generation: u64,
+        _cancel: mpsc::UnboundedSender<()>,
+    },
+    Up(Box<UpConn>),
+}
+
+struct UpConn {
+    send: SendRequest<Bytes>,
+    connection: H2Connection,
+    ping_pong: Option<h2::PingPong>,
+    ping_outstanding: bool,
+    /// Streams waiting for the connection to accept one more stream, oldest first.
+    opening: VecDeque<StreamId>,
+}
+
+/// What a stream still has to receive.
+// `Queued` holds the request head only until the stream opens (usually in the same round);
+// boxing it would cost an allocation per call.
+#[allow(clippy::large_enum_variant)]
+enum Recv {
+    /// Not opened yet: waiting for a stream slot on the connection.
+    Queued {
+        request: Request<()>,
+        body: Bytes,
+        end_stream: bool,
+        /// Data the core sent meanwhile (bidirectional streams).
+        more: Vec<(Bytes, bool)>,
+    },
+    Head(ResponseFuture),
+    Body(RecvStream),
+    Trailers(RecvStream),
+    /// Placeholder while a state is moved.
+    Done,
+}
+
+struct StreamSlot {
+    endpoint: EndpointId,
+    waker: Waker,
+    manual_flow_control: bool,
+    send: Option<SendStream<Bytes>>,
+    recv: Recv,
+}
+
+/// How a stream failed, as the core wants it reported.
+enum StreamFailure {
+    Reset(u32),
+    Error { error: String, request_sent: bool },
+}
+
+fn stream_failure(e: h2::Error, request_sent: bool) -> StreamFailure {
+    match e.reason() {
+        Some(reason) if e.is_reset() && e.is_remote() => StreamFailure::Reset(reason.into()),
+        Some(h2::Reason::REFUSED_STREAM) => StreamFailure::Reset(h2::Reason::REFUSED_STREAM.into()),
+        _ => StreamFailure::Error {
+            error: e.to_string(),
+            request_sent,
+        },
+    }
 }
 
 pub(crate) struct Driver<R: Runtime> {
     rt: R,
     core: Core,
     commands: mpsc::UnboundedReceiver<Command>,
+    commands_open: bool,
     inbox_tx: mpsc::UnboundedSender<Input>,
     inbox_rx: mpsc::UnboundedReceiver<Input>,
-    conns: HashMap<EndpointId, ConnSlot>,
-    streams: HashMap<StreamId, mpsc::UnboundedSender<StreamCmd>>,
-    pending: HashMap<CallId, (u64, oneshot::Sender<Result<Bytes, Error>>)>,
-    tokens: HashMap<u64, CallId>,
-    server_streams: HashMap<CallId, (u64, mpsc::UnboundedSender<StreamItem>)>,
+    conns: IdMap<EndpointId, ConnSlot>,
+    streams: IdMap<StreamId, StreamSlot>,
+    pending: IdMap<CallId, (u64, oneshot::Sender<Result<Bytes, Error>>)>,
+    tokens: IdMap<u64, CallId>,
+    server_streams: IdMap<CallId, (u64, mpsc::UnboundedSender<StreamItem>)>,
     next_generation: u64,
     tls: Option<TlsConnector>,
-    watches: HashMap<WatchId, WatchSlot>,
-    keepers: HashMap<KeepAliveId, mpsc::UnboundedSender<KeepAliveUpdate>>,
+    watches: IdMap<WatchId, WatchSlot>,
+    /// Lease subscriptions: their channel, and whether they end after one renewal.
+    keepers: IdMap<KeepAliveId, (mpsc::UnboundedSender<KeepAliveUpdate>, bool)>,
+    notifier: Arc<Notifier>,
+    /// Waker of everything the driver polls except stream receive sides.
+    waker: Waker,
+    sleep: Option<(Instant, BoxFuture<()>)>,
+    /// Scratch list of ready streams (kept to reuse its allocation).
+    ready: Vec<StreamId>,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -138,85 +234,320 @@ impl<R: Runtime> Driver<R> {
         commands: mpsc::UnboundedReceiver<Command>,
     ) -> Self {
         let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
+        let notifier = Notifier::new();
         Driver {
             rt,
             core,
             commands,
+            commands_open: true,
             inbox_tx,
             inbox_rx,
-            conns: HashMap::new(),
-            streams: HashMap::new(),
-            pending: HashMap::new(),
-            tokens: HashMap::new(),
-            server_streams: HashMap::new(),
+            conns: IdMap::default(),
+            streams: IdMap::default(),
+            pending: IdMap::default(),
+            tokens: IdMap::default(),
+            server_streams: IdMap::default(),
             next_generation: 0,
             tls,
-            watches: HashMap::new(),
-            keepers: HashMap::new(),
+            watches: IdMap::default(),
+            keepers: IdMap::default(),
+            waker: Waker::from(notifier.clone()),
+            notifier,
+            sleep: None,
+            ready: Vec::new(),
         }
     }
 
     pub(crate) async fn run(mut self) {
-        let mut sleep: Option<(Instant, BoxFuture<()>)> = None;
-        let mut commands_open = true;
-        loop {
-            self.drain();
-            if !commands_open
-                && self.core.calls_in_progress() == 0
-                && self.core.watchers() == 0
-                && self.core.kept_leases() == 0
-            {
-                // Every client handle is gone and nothing is in flight.
-                return;
+        poll_fn(|cx| self.poll_run(cx)).await
+    }
+
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.notifier.enter(cx.waker());
+        for _ in 0..MAX_ROUNDS {
+            self.notifier.round();
+            if self.round() {
+                return Poll::Ready(());
             }
-            match self.core.poll_timeout() {
-                Some(at) if sleep.as_ref().map(|(d, _)| *d) != Some(at) => {
-                    sleep = Some((at, self.rt.sleep_until(at)));
-                }
-                Some(_) => {}
-                None => sleep = None,
+            if self.notifier.try_park() {
+                return Poll::Pending;
             }
-            let commands = &mut self.commands;
-            let inbox = &mut self.inbox_rx;
-            let wake = poll_fn(|cx| {
-                if let Poll::Ready(Some(input)) = inbox.poll_recv(cx) {
-                    return Poll::Ready(Wake::Input(input));
-                }
-                if commands_open {
-                    if let Poll::Ready(cmd) = commands.poll_recv(cx) {
-                        return Poll::Ready(Wake::Command(cmd));
-                    }
-                }
-                if let Some((_, timer)) = sleep.as_mut() {
-                    if timer.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Wake::Timer);
-                    }
-                }
-                Poll::Pending
-            })
-            .await;
-            let now = self.rt.now();
-            match wake {
-                Wake::Input(input) => self.handle_input(input, now),
-                Wake::Command(Some(cmd)) => self.handle_command(cmd, now),
-                Wake::Command(None) => {
-                    commands_open = false;
+        }
+        // Still busy: let other tasks run, and come back.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// One round: take every input, carry out every output. True when the driver is done.
+    fn round(&mut self) -> bool {
+        let waker = self.waker.clone();
+        let mut cx = Context::from_waker(&waker);
+        let now = self.rt.now();
+        while let Poll::Ready(Some(input)) = self.inbox_rx.poll_recv(&mut cx) {
+            self.handle_input(input, now);
+        }
+        while self.commands_open {
+            match self.commands.poll_recv(&mut cx) {
+                Poll::Ready(Some(cmd)) => self.handle_command(cmd, now),
+                Poll::Ready(None) => {
+                    self.commands_open = false;
                     self.core.close(now);
                 }
-                Wake::Timer => {
-                    sleep = None;
-                    self.core.handle_timeout(now);
+                Poll::Pending => break,
+            }
+        }
+        if let Some((at, timer)) = self.sleep.as_mut() {
+            if *at <= now || timer.as_mut().poll(&mut cx).is_ready() {
+                self.sleep = None;
+                self.core.handle_timeout(now);
+            }
+        }
+        self.drain(now);
+        // Flush what was queued, read what arrived (this marks streams ready).
+        let lost = self.poll_connections(&mut cx, now);
+        let opening: Vec<EndpointId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c, ConnSlot::Up(up) if !up.opening.is_empty()))
+            .map(|(e, _)| *e)
+            .collect();
+        for endpoint in opening {
+            self.open_queued(endpoint, now);
+        }
+        self.read_ready_streams(now);
+        for (endpoint, error) in lost {
+            self.connection_lost(endpoint, &error, now);
+        }
+        self.drain(now);
+        if !self.commands_open
+            && self.core.calls_in_progress() == 0
+            && self.core.watchers() == 0
+            && self.core.kept_leases() == 0
+        {
+            // Every client handle is gone and nothing is in flight.
+            return true;
+        }
+        match self.core.poll_timeout() {
+            // A timer that fires early is harmless (the core ignores it): keep it unless the
+            // new deadline is earlier, so a deadline that moves later on every response (the
+            // keepalive ping) does not cost a new timer each time.
+            Some(at) if self.sleep.as_ref().is_none_or(|(d, _)| at < *d) => {
+                let mut timer = self.rt.sleep_until(at);
+                if timer.as_mut().poll(&mut cx).is_ready() {
+                    self.notifier.poke();
+                }
+                self.sleep = Some((at, timer));
+            }
+            Some(_) => {}
+            None => self.sleep = None,
+        }
+        false
+    }
+
+    /// Polls every live connection (writes queued frames, reads arrived ones) and its PING.
+    /// Returns the connections that ended.
+    fn poll_connections(
+        &mut self,
+        cx: &mut Context<'_>,
+        now: Instant,
+    ) -> Vec<(EndpointId, String)> {
+        let mut lost = Vec::new();
+        let mut pongs = Vec::new();
+        for (&endpoint, slot) in self.conns.iter_mut() {
+            let ConnSlot::Up(conn) = slot else {
+                continue;
+            };
+            if let Poll::Ready(result) = conn.connection.as_mut().poll(cx) {
+                lost.push((
+                    endpoint,
+                    match result {
+                        Ok(()) => "connection closed by the server".to_string(),
+                        Err(e) => format!("connection failed: {e}"),
+                    },
+                ));
+                continue;
+            }
+            if conn.ping_outstanding {
+                if let Some(pp) = conn.ping_pong.as_mut() {
+                    if let Poll::Ready(result) = pp.poll_pong(cx) {
+                        conn.ping_outstanding = false;
+                        if result.is_ok() {
+                            pongs.push(endpoint);
+                        }
+                    }
                 }
             }
-            // Take whatever else is already queued before draining once (batching).
-            while let Ok(input) = self.inbox_rx.try_recv() {
-                self.handle_input(input, now);
+        }
+        for endpoint in pongs {
+            self.core.handle_pong(endpoint, now);
+        }
+        lost
+    }
+
+    fn connection_lost(&mut self, endpoint: EndpointId, error: &str, now: Instant) {
+        if let Some(ConnSlot::Up(_)) = self.conns.get(&endpoint) {
+            self.conns.remove(&endpoint);
+            self.streams.retain(|_, s| s.endpoint != endpoint);
+            self.core.handle_connection_lost(endpoint, error, now);
+        }
+    }
+
+    /// Reads every stream whose waker fired, feeding the core.
+    fn read_ready_streams(&mut self, now: Instant) {
+        let mut ready = std::mem::take(&mut self.ready);
+        loop {
+            self.notifier.take_ready(&mut ready);
+            if ready.is_empty() {
+                break;
             }
-            if commands_open {
-                while let Ok(cmd) = self.commands.try_recv() {
-                    self.handle_command(cmd, now);
+            for stream in ready.drain(..) {
+                self.read_stream(stream, now);
+            }
+        }
+        self.ready = ready;
+    }
+
+    fn read_stream(&mut self, id: StreamId, now: Instant) {
+        let core = &mut self.core;
+        let Some(slot) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let mut cx = Context::from_waker(&slot.waker);
+        // `Some(failure)`: the stream is over (`None` inside: it ended normally).
+        let over: Option<Option<(h2::Error, bool)>> = loop {
+            match &mut slot.recv {
+                Recv::Queued { .. } | Recv::Done => break None,
+                Recv::Head(response) => match Pin::new(response).poll(&mut cx) {
+                    Poll::Pending => break None,
+                    Poll::Ready(Ok(response)) => {
+                        let (head, body) = response.into_parts();
+                        let end_stream = body.is_end_stream();
+                        core.handle_response_headers(
+                            id,
+                            head.status,
+                            &head.headers,
+                            end_stream,
+                            now,
+                        );
+                        if end_stream {
+                            break Some(None);
+                        }
+                        slot.recv = Recv::Body(body);
+                    }
+                    Poll::Ready(Err(e)) => break Some(Some((e, true))),
+                },
+                Recv::Body(body) => match body.poll_data(&mut cx) {
+                    Poll::Pending => break None,
+                    Poll::Ready(Some(Ok(data))) => {
+                        if !slot.manual_flow_control {
+                            let _ = body.flow_control().release_capacity(data.len());
+                        }
+                        let end_stream = body.is_end_stream();
+                        core.handle_data(id, data, end_stream, now);
+                        if end_stream {
+                            break Some(None);
+                        }
+                    }
+                    Poll::Ready(Some(Err(e))) => break Some(Some((e, true))),
+                    Poll::Ready(None) => {
+                        let Recv::Body(body) = std::mem::replace(&mut slot.recv, Recv::Done) else {
+                            unreachable!("matched above")
+                        };
+                        slot.recv = Recv::Trailers(body);
+                    }
+                },
+                Recv::Trailers(body) => match body.poll_trailers(&mut cx) {
+                    Poll::Pending => break None,
+                    Poll::Ready(Ok(Some(trailers))) => {
+                        core.handle_trailers(id, &trailers, now);
+                        break Some(None);
+                    }
+                    Poll::Ready(Ok(None)) => {
+                        core.handle_data(id, Bytes::new(), true, now);
+                        break Some(None);
+                    }
+                    Poll::Ready(Err(e)) => break Some(Some((e, true))),
+                },
+            }
+        };
+        if let Some(failure) = over {
+            self.streams.remove(&id);
+            if let Some((e, request_sent)) = failure {
+                self.stream_failed(id, e, request_sent, now);
+            }
+        }
+    }
+
+    /// Reports a failed stream (no longer in `streams`) to the core.
+    fn stream_failed(&mut self, id: StreamId, e: h2::Error, request_sent: bool, now: Instant) {
+        match stream_failure(e, request_sent) {
+            StreamFailure::Reset(reason) => self.core.handle_stream_reset(id, reason, now),
+            StreamFailure::Error {
+                error,
+                request_sent,
+            } => self.core.handle_stream_error(id, &error, request_sent, now),
+        }
+    }
+
+    /// Opens the streams waiting for a slot on this connection, as far as it accepts them.
+    fn open_queued(&mut self, endpoint: EndpointId, now: Instant) {
+        let waker = self.waker.clone();
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            let Some(ConnSlot::Up(conn)) = self.conns.get_mut(&endpoint) else {
+                return;
+            };
+            let Some(&id) = conn.opening.front() else {
+                return;
+            };
+            let queued = self
+                .streams
+                .get(&id)
+                .is_some_and(|s| matches!(s.recv, Recv::Queued { .. }));
+            if !queued {
+                // Reset before it was opened.
+                conn.opening.pop_front();
+                continue;
+            }
+            let ready = match conn.send.poll_ready(&mut cx) {
+                Poll::Pending => return,
+                Poll::Ready(r) => r,
+            };
+            conn.opening.pop_front();
+            let mut slot = self.streams.remove(&id).expect("checked above");
+            let Recv::Queued {
+                request,
+                body,
+                end_stream,
+                more,
+            } = std::mem::replace(&mut slot.recv, Recv::Done)
+            else {
+                unreachable!("checked above")
+            };
+            let opened = ready.and_then(|()| conn.send.send_request(request, false));
+            let (response, mut send) = match opened {
+                Ok(pair) => pair,
+                Err(e) => {
+                    self.stream_failed(id, e, false, now);
+                    continue;
+                }
+            };
+            let mut failed = None;
+            for (data, end) in std::iter::once((body, end_stream)).chain(more) {
+                if let Err(e) = send.send_data(data, end) {
+                    failed = Some(e);
+                    break;
                 }
             }
+            if let Some(e) = failed {
+                self.stream_failed(id, e, true, now);
+                continue;
+            }
+            slot.send = Some(send);
+            slot.recv = Recv::Head(response);
+            self.streams.insert(id, slot);
+            // A first poll registers the stream's waker.
+            self.notifier.stream_ready(id);
         }
     }
 
@@ -305,7 +636,7 @@ impl<R: Runtime> Driver<R> {
                     self.core.keep_alive(lease, ttl_hint, now)
                 };
                 if let Ok(id) = &started {
-                    self.keepers.insert(*id, updates);
+                    self.keepers.insert(*id, (updates, once));
                 }
                 let _ = reply.send(started);
             }
@@ -318,103 +649,186 @@ impl<R: Runtime> Driver<R> {
     }
 
     fn handle_input(&mut self, input: Input, now: Instant) {
-        let core = &mut self.core;
         match input {
             Input::Connected {
                 endpoint,
                 generation,
-                send,
-            } => match self.conns.get_mut(&endpoint) {
-                Some(slot) if slot.generation == generation => {
-                    slot.send = Some(send);
-                    core.handle_connected(endpoint, now);
+                established,
+            } => {
+                let current = matches!(
+                    self.conns.get(&endpoint),
+                    Some(ConnSlot::Connecting { generation: g, .. }) if *g == generation
+                );
+                if current {
+                    let Established {
+                        send,
+                        connection,
+                        ping_pong,
+                    } = *established;
+                    self.conns.insert(
+                        endpoint,
+                        ConnSlot::Up(Box::new(UpConn {
+                            send,
+                            connection,
+                            ping_pong,
+                            ping_outstanding: false,
+                            opening: VecDeque::new(),
+                        })),
+                    );
+                    self.core.handle_connected(endpoint, now);
                 }
-                _ => {}
-            },
+            }
             Input::ConnectFailed {
                 endpoint,
                 generation,
                 error,
             } => {
-                if self.take_conn(endpoint, generation) {
+                let current = matches!(
+                    self.conns.get(&endpoint),
+                    Some(ConnSlot::Connecting { generation: g, .. }) if *g == generation
+                );
+                if current {
+                    self.conns.remove(&endpoint);
                     self.core.handle_connect_failed(endpoint, &error, now);
                 }
             }
-            Input::ConnectionLost {
-                endpoint,
-                generation,
-                error,
-            } => {
-                if self.take_conn(endpoint, generation) {
-                    self.core.handle_connection_lost(endpoint, &error, now);
-                }
+        }
+    }
+
+    fn perform(&mut self, transmit: Transmit, now: Instant) {
+        match transmit {
+            Transmit::Connect { endpoint, target } => {
+                self.next_generation += 1;
+                let generation = self.next_generation;
+                let tls = match target.scheme {
+                    Scheme::Http => None,
+                    Scheme::Https => match self.tls_connector() {
+                        Ok(tls) => Some(tls),
+                        Err(e) => {
+                            self.core
+                                .handle_connect_failed(endpoint, &e.to_string(), now);
+                            return;
+                        }
+                    },
+                };
+                let (cancel_tx, cancel_rx) = mpsc::unbounded_channel();
+                // A connection being replaced is dropped here (the core disconnected it).
+                self.drop_conn(endpoint);
+                self.conns.insert(
+                    endpoint,
+                    ConnSlot::Connecting {
+                        generation,
+                        _cancel: cancel_tx,
+                    },
+                );
+                let task = connect_task(
+                    self.rt.clone(),
+                    endpoint,
+                    generation,
+                    target,
+                    tls,
+                    self.inbox_tx.clone(),
+                    cancel_rx,
+                );
+                self.rt.spawn(Box::pin(task));
             }
-            Input::Pong {
+            Transmit::OpenStream {
                 endpoint,
-                generation,
-            } => {
-                if self.conns.get(&endpoint).map(|s| s.generation) == Some(generation) {
-                    core.handle_pong(endpoint, now);
-                }
-            }
-            Input::Headers {
                 stream,
-                status,
-                headers,
+                request,
+                body,
                 end_stream,
+                manual_flow_control,
             } => {
-                core.handle_response_headers(stream, status, &headers, end_stream, now);
-                if end_stream {
-                    self.streams.remove(&stream);
-                }
+                let Some(ConnSlot::Up(conn)) = self.conns.get_mut(&endpoint) else {
+                    self.core
+                        .handle_stream_error(stream, "connection not available", false, now);
+                    return;
+                };
+                conn.opening.push_back(stream);
+                let waker = Waker::from(Arc::new(StreamWaker {
+                    stream,
+                    notifier: self.notifier.clone(),
+                }));
+                self.streams.insert(
+                    stream,
+                    StreamSlot {
+                        endpoint,
+                        waker,
+                        manual_flow_control,
+                        send: None,
+                        recv: Recv::Queued {
+                            request,
+                            body,
+                            end_stream,
+                            more: Vec::new(),
+                        },
+                    },
+                );
+                self.open_queued(endpoint, now);
             }
-            Input::Data {
+            Transmit::SendData {
                 stream,
                 data,
                 end_stream,
             } => {
-                core.handle_data(stream, data, end_stream, now);
-                if end_stream {
-                    self.streams.remove(&stream);
+                if let Some(slot) = self.streams.get_mut(&stream) {
+                    match (&mut slot.send, &mut slot.recv) {
+                        (Some(send), _) => {
+                            let _ = send.send_data(data, end_stream);
+                        }
+                        (None, Recv::Queued { more, .. }) => more.push((data, end_stream)),
+                        (None, _) => {}
+                    }
                 }
             }
-            Input::Trailers { stream, trailers } => {
-                core.handle_trailers(stream, &trailers, now);
-                self.streams.remove(&stream);
+            Transmit::ResetStream { stream, reason } => {
+                if let Some(slot) = self.streams.remove(&stream) {
+                    if let Some(mut send) = slot.send {
+                        send.send_reset(reason.into());
+                    }
+                }
             }
-            Input::Reset { stream, reason } => {
-                core.handle_stream_reset(stream, reason, now);
-                self.streams.remove(&stream);
+            Transmit::ReleaseCapacity { stream, bytes } => {
+                if let Some(slot) = self.streams.get_mut(&stream) {
+                    if let Recv::Body(body) | Recv::Trailers(body) = &mut slot.recv {
+                        let _ = body.flow_control().release_capacity(bytes);
+                    }
+                }
             }
-            Input::StreamError {
-                stream,
-                error,
-                request_sent,
-            } => {
-                core.handle_stream_error(stream, &error, request_sent, now);
-                self.streams.remove(&stream);
+            Transmit::Ping { endpoint } => {
+                if let Some(ConnSlot::Up(conn)) = self.conns.get_mut(&endpoint) {
+                    if !conn.ping_outstanding {
+                        if let Some(pp) = conn.ping_pong.as_mut() {
+                            if pp.send_ping(h2::Ping::opaque()).is_ok() {
+                                conn.ping_outstanding = true;
+                                // Polled for the answer in the next round.
+                                self.notifier.poke();
+                            }
+                        }
+                    }
+                }
+            }
+            Transmit::Disconnect { endpoint } => self.drop_conn(endpoint),
+            _ => {}
+        }
+    }
+
+    /// Closes a connection (or abandons the attempt) and forgets its streams.
+    fn drop_conn(&mut self, endpoint: EndpointId) {
+        if let Some(slot) = self.conns.remove(&endpoint) {
+            if matches!(slot, ConnSlot::Up(_)) {
+                self.streams.retain(|_, s| s.endpoint != endpoint);
             }
         }
     }
 
-    /// Forgets the connection if `generation` is current; stale reports are ignored.
-    fn take_conn(&mut self, endpoint: EndpointId, generation: u64) -> bool {
-        match self.conns.get(&endpoint) {
-            Some(slot) if slot.generation == generation => {
-                self.conns.remove(&endpoint);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Carries out every transmit and delivers every event (the core's drain rule).
-    fn drain(&mut self) {
+    fn drain(&mut self, now: Instant) {
         loop {
             let mut progressed = false;
             while let Some(transmit) = self.core.poll_transmit() {
                 progressed = true;
-                self.perform(transmit);
+                self.perform(transmit, now);
             }
             while let Some(event) = self.core.poll_event() {
                 progressed = true;
@@ -443,15 +857,23 @@ impl<R: Runtime> Driver<R> {
                             if let Some((token, _)) = self.server_streams.remove(&call) {
                                 self.tokens.remove(&token);
                             }
-                            let now = self.rt.now();
                             self.core.cancel(call, now);
                         }
                     }
                     // The list is read on demand with `Client::endpoints`.
                     Event::EndpointsChanged { .. } => {}
                     Event::LeaseKeptAlive { keeper, lease, ttl } => {
-                        if let Some(tx) = self.keepers.get(&keeper) {
-                            let _ = tx.send(KeepAliveUpdate::Renewed { lease, ttl });
+                        // A one-shot subscription ends with its renewal (the core forgets
+                        // it without an event).
+                        let once = match self.keepers.get(&keeper) {
+                            Some((tx, once)) => {
+                                let _ = tx.send(KeepAliveUpdate::Renewed { lease, ttl });
+                                *once
+                            }
+                            None => false,
+                        };
+                        if once {
+                            self.keepers.remove(&keeper);
                         }
                     }
                     Event::LeaseLost {
@@ -459,13 +881,13 @@ impl<R: Runtime> Driver<R> {
                         lease,
                         reason,
                     } => {
-                        if let Some(tx) = self.keepers.remove(&keeper) {
+                        if let Some((tx, _)) = self.keepers.remove(&keeper) {
                             let _ =
                                 tx.send(KeepAliveUpdate::Ended(Error::LeaseLost { lease, reason }));
                         }
                     }
                     Event::LeaseKeepAliveClosed { keeper, .. } => {
-                        if let Some(tx) = self.keepers.remove(&keeper) {
+                        if let Some((tx, _)) = self.keepers.remove(&keeper) {
                             let _ = tx.send(KeepAliveUpdate::Ended(Error::ClientClosed));
                         }
                     }
@@ -489,7 +911,6 @@ impl<R: Runtime> Driver<R> {
                         if !delivered {
                             // The consumer is gone: stop the watcher.
                             self.watches.remove(&watch);
-                            let now = self.rt.now();
                             self.core.cancel_watch(watch, now);
                         }
                     }
@@ -514,103 +935,6 @@ impl<R: Runtime> Driver<R> {
         }
     }
 
-    fn perform(&mut self, transmit: Transmit) {
-        match transmit {
-            Transmit::Connect { endpoint, target } => {
-                self.next_generation += 1;
-                let generation = self.next_generation;
-                let tls = match target.scheme {
-                    Scheme::Http => None,
-                    Scheme::Https => match self.tls_connector() {
-                        Ok(tls) => Some(tls),
-                        Err(e) => {
-                            let now = self.rt.now();
-                            self.core
-                                .handle_connect_failed(endpoint, &e.to_string(), now);
-                            return;
-                        }
-                    },
-                };
-                let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-                self.conns.insert(
-                    endpoint,
-                    ConnSlot {
-                        generation,
-                        send: None,
-                        cmds: cmd_tx,
-                    },
-                );
-                let task = connection_task(
-                    self.rt.clone(),
-                    endpoint,
-                    generation,
-                    target,
-                    tls,
-                    self.inbox_tx.clone(),
-                    cmd_rx,
-                );
-                self.rt.spawn(Box::pin(task));
-            }
-            Transmit::OpenStream {
-                endpoint,
-                stream,
-                request,
-                body,
-                end_stream,
-                manual_flow_control,
-            } => {
-                let send = self.conns.get(&endpoint).and_then(|s| s.send.clone());
-                let Some(send) = send else {
-                    let now = self.rt.now();
-                    self.core
-                        .handle_stream_error(stream, "connection not available", false, now);
-                    return;
-                };
-                let (tx, rx) = mpsc::unbounded_channel();
-                self.streams.insert(stream, tx);
-                let open = StreamOpen {
-                    stream,
-                    request,
-                    body,
-                    end_stream,
-                    manual_flow_control,
-                };
-                let task = stream_task(send, open, self.inbox_tx.clone(), rx);
-                self.rt.spawn(Box::pin(task));
-            }
-            Transmit::SendData {
-                stream,
-                data,
-                end_stream,
-            } => {
-                if let Some(tx) = self.streams.get(&stream) {
-                    let _ = tx.send(StreamCmd::Data { data, end_stream });
-                }
-            }
-            Transmit::ResetStream { stream, reason } => {
-                if let Some(tx) = self.streams.remove(&stream) {
-                    let _ = tx.send(StreamCmd::Reset(reason));
-                }
-            }
-            Transmit::ReleaseCapacity { stream, bytes } => {
-                if let Some(tx) = self.streams.get(&stream) {
-                    let _ = tx.send(StreamCmd::Release(bytes));
-                }
-            }
-            Transmit::Ping { endpoint } => {
-                if let Some(slot) = self.conns.get(&endpoint) {
-                    let _ = slot.cmds.send(ConnCmd::Ping);
-                }
-            }
-            Transmit::Disconnect { endpoint } => {
-                // Dropping the slot drops `cmds`, which stops the connection task.
-                self.conns.remove(&endpoint);
-            }
-            _ => {}
-        }
-    }
-
-    /// The TLS connector for `https://` endpoints, built from the default settings (Mozilla
     /// roots) when none were configured.
     fn tls_connector(&mut self) -> Result<TlsConnector, Error> {
         if let Some(tls) = &self.tls {

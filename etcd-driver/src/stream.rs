@@ -1,80 +1,84 @@
-//! Tasks that move bytes between `h2` and the driver: one per connection, one per stream.
-//! They make no decisions; they report what happened to the driver's inbox.
+//! The transport pieces under the driver: the connect task (TCP, TLS, HTTP/2 handshake, first
+//! PING), the write side of a connection, and the wakers that tell the driver which of its
+//! HTTP/2 streams has something to read.
+//!
+//! Once a connection is up it is handed to the driver task, which polls it together with every
+//! stream on it: there is no task per stream or per connection, so the frames of all requests
+//! that became ready during one wake-up leave in one write, and a response costs no hop between
+//! tasks.
 
 use std::future::{poll_fn, Future};
-use std::pin::pin;
-use std::task::Poll;
+use std::io;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::Bytes;
 use etcd_proto_core::{Endpoint, EndpointId, StreamId};
-use h2::client::SendRequest;
-use http::{HeaderMap, Request, StatusCode};
+use h2::client::{Connection, SendRequest};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 
-use crate::runtime::{BoxFuture, Runtime};
+use crate::runtime::{BoxIo, Runtime};
 use crate::tls::TlsConnector;
 
-/// What connection and stream tasks report.
+/// The connection's byte stream as `h2` sees it: writes are never vectored. `h2` then copies
+/// every frame shorter than 1 KiB into its 16 KiB write buffer instead of sending each DATA
+/// payload with its own `writev`, so the frames of all streams queued since the last flush
+/// leave in one write system call.
+pub(crate) struct Unvectored(BoxIo);
+
+impl AsyncRead for Unvectored {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Unvectored {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0).poll_shutdown(cx)
+    }
+}
+
+/// An HTTP/2 connection as the driver holds it.
+pub(crate) type H2Connection = Pin<Box<Connection<Unvectored, Bytes>>>;
+
+/// A connection that completed its handshake and first PING.
+pub(crate) struct Established {
+    pub send: SendRequest<Bytes>,
+    pub connection: H2Connection,
+    pub ping_pong: Option<h2::PingPong>,
+}
+
+/// What connect tasks report.
 pub(crate) enum Input {
     Connected {
         endpoint: EndpointId,
         generation: u64,
-        send: SendRequest<Bytes>,
+        established: Box<Established>,
     },
     ConnectFailed {
         endpoint: EndpointId,
         generation: u64,
         error: String,
     },
-    ConnectionLost {
-        endpoint: EndpointId,
-        generation: u64,
-        error: String,
-    },
-    Pong {
-        endpoint: EndpointId,
-        generation: u64,
-    },
-    Headers {
-        stream: StreamId,
-        status: StatusCode,
-        headers: HeaderMap,
-        end_stream: bool,
-    },
-    Data {
-        stream: StreamId,
-        data: Bytes,
-        end_stream: bool,
-    },
-    Trailers {
-        stream: StreamId,
-        trailers: HeaderMap,
-    },
-    Reset {
-        stream: StreamId,
-        reason: u32,
-    },
-    StreamError {
-        stream: StreamId,
-        error: String,
-        request_sent: bool,
-    },
-}
-
-/// What a stream task opens: the core's `Transmit::OpenStream`.
-pub(crate) struct StreamOpen {
-    pub stream: StreamId,
-    pub request: Request<()>,
-    pub body: Bytes,
-    pub end_stream: bool,
-    pub manual_flow_control: bool,
-}
-
-/// What the driver tells a stream task.
-pub(crate) enum StreamCmd {
-    Data { data: Bytes, end_stream: bool },
-    Release(usize),
-    Reset(u32),
 }
 
 pub(crate) enum Either<A, B> {
@@ -98,23 +102,23 @@ pub(crate) async fn select<A: Future, B: Future>(a: A, b: B) -> Either<A::Output
     .await
 }
 
-/// What the driver tells a connection task. Dropping the sender closes the connection.
-pub(crate) enum ConnCmd {
-    Ping,
-}
-
 /// Connects (TCP, TLS), runs the HTTP/2 handshake and a first PING (so a peer that accepts TCP
-/// but never speaks HTTP/2 is not reported as connected), reports the result, then drives the
-/// connection until it ends or the driver drops the command sender.
-pub(crate) async fn connection_task<R: Runtime>(
+/// but never speaks HTTP/2 is not reported as connected), and hands the connection to the
+/// driver. Dropping the sender of `cancel` abandons the attempt.
+pub(crate) async fn connect_task<R: Runtime>(
     rt: R,
     endpoint: EndpointId,
     generation: u64,
     target: Endpoint,
     tls: Option<TlsConnector>,
     inbox: mpsc::UnboundedSender<Input>,
-    mut cmds: mpsc::UnboundedReceiver<ConnCmd>,
+    mut cancel: mpsc::UnboundedReceiver<()>,
 ) {
+    let failed = |error: String| Input::ConnectFailed {
+        endpoint,
+        generation,
+        error,
+    };
     let attempt = async {
         let io = rt
             .connect(&target, tls.as_ref())
@@ -124,48 +128,31 @@ pub(crate) async fn connection_task<R: Runtime>(
             .initial_window_size(1 << 20)
             .initial_connection_window_size(16 << 20)
             .max_frame_size(1 << 20)
-            .handshake::<_, Bytes>(io)
+            .handshake::<_, Bytes>(Unvectored(io))
             .await
             .map_err(|e| format!("HTTP/2 handshake with {target}: {e}"))
     };
-    let closed = async { while cmds.recv().await.is_some() {} };
-    let (send, mut connection) = match select(attempt, closed).await {
+    let (send, connection) = match select(attempt, cancel.recv()).await {
         Either::Left(Ok(pair)) => pair,
         Either::Left(Err(error)) => {
-            let _ = inbox.send(Input::ConnectFailed {
-                endpoint,
-                generation,
-                error,
-            });
+            let _ = inbox.send(failed(error));
             return;
         }
-        Either::Right(()) => return,
+        Either::Right(_) => return,
     };
+    let mut connection = Box::pin(connection);
     let mut ping_pong = connection.ping_pong();
-    let mut connection = pin!(connection);
     // The first PING: the peer must answer before the connection counts as up.
     if let Some(pp) = ping_pong.as_mut() {
-        let first = async {
-            loop {
-                match cmds.recv().await {
-                    Some(ConnCmd::Ping) => continue,
-                    None => return,
-                }
-            }
-        };
-        match select(
+        let outcome = select(
             select(pp.ping(h2::Ping::opaque()), connection.as_mut()),
-            first,
+            cancel.recv(),
         )
-        .await
-        {
+        .await;
+        match outcome {
             Either::Left(Either::Left(Ok(_))) => {}
             Either::Left(Either::Left(Err(e))) => {
-                let _ = inbox.send(Input::ConnectFailed {
-                    endpoint,
-                    generation,
-                    error: format!("HTTP/2 handshake with {target}: {e}"),
-                });
+                let _ = inbox.send(failed(format!("HTTP/2 handshake with {target}: {e}")));
                 return;
             }
             Either::Left(Either::Right(result)) => {
@@ -173,230 +160,122 @@ pub(crate) async fn connection_task<R: Runtime>(
                     Ok(()) => format!("{target} closed the connection during the handshake"),
                     Err(e) => format!("HTTP/2 handshake with {target}: {e}"),
                 };
-                let _ = inbox.send(Input::ConnectFailed {
-                    endpoint,
-                    generation,
-                    error,
-                });
+                let _ = inbox.send(failed(error));
                 return;
             }
-            Either::Right(()) => return,
+            Either::Right(_) => return,
         }
     }
-    if inbox
-        .send(Input::Connected {
-            endpoint,
-            generation,
+    let _ = inbox.send(Input::Connected {
+        endpoint,
+        generation,
+        established: Box::new(Established {
             send,
+            connection,
+            ping_pong,
+        }),
+    });
+}
+
+/// The driver is polling (wake-ups only need noting).
+const RUNNING: u8 = 0;
+/// The driver is polling and something woke meanwhile: it goes round once more.
+const NOTIFIED: u8 = 1;
+/// The driver returned `Pending`: a wake-up must wake its task.
+const PARKED: u8 = 2;
+
+/// The waker of everything the driver polls (commands, connections, timers, streams).
+/// While the driver runs, a wake-up only sets a flag that makes it go round once more, so the
+/// frames it reads and the requests it queues never cost a round trip through the executor;
+/// once it parked, the first wake-up wakes its task.
+pub(crate) struct Notifier {
+    state: AtomicU8,
+    task: Mutex<Option<Waker>>,
+    ready: Mutex<Vec<StreamId>>,
+}
+
+impl Notifier {
+    pub(crate) fn new() -> Arc<Notifier> {
+        Arc::new(Notifier {
+            state: AtomicU8::new(RUNNING),
+            task: Mutex::new(None),
+            ready: Mutex::new(Vec::new()),
         })
-        .is_err()
-    {
-        return;
     }
-    // Drive the connection; answer PING requests one at a time.
-    type PingFuture = BoxFuture<(h2::PingPong, Result<h2::Pong, h2::Error>)>;
-    let mut ping: Option<PingFuture> = None;
-    loop {
-        let cmd_or_pong = async {
-            match ping.as_mut() {
-                Some(p) => Either::Right(p.as_mut().await),
-                None => Either::Left(cmds.recv().await),
-            }
-        };
-        match select(connection.as_mut(), cmd_or_pong).await {
-            Either::Left(result) => {
-                let error = match result {
-                    Ok(()) => "connection closed by the server".to_string(),
-                    Err(e) => format!("connection to {target} failed: {e}"),
-                };
-                let _ = inbox.send(Input::ConnectionLost {
-                    endpoint,
-                    generation,
-                    error,
-                });
-                return;
-            }
-            Either::Right(Either::Left(None)) => return,
-            Either::Right(Either::Left(Some(ConnCmd::Ping))) => {
-                // One ping at a time: the PingPong travels with the ping and comes back.
-                if let Some(mut pp) = ping_pong.take() {
-                    ping = Some(Box::pin(async move {
-                        let result = pp.ping(h2::Ping::opaque()).await;
-                        (pp, result)
-                    }));
-                }
-            }
-            Either::Right(Either::Right((pp, result))) => {
-                ping = None;
-                ping_pong = Some(pp);
-                if result.is_ok() {
-                    let _ = inbox.send(Input::Pong {
-                        endpoint,
-                        generation,
-                    });
-                }
+
+    /// Start of a poll of the driver: remember its task's waker.
+    pub(crate) fn enter(&self, waker: &Waker) {
+        let mut task = self.task.lock().unwrap_or_else(|e| e.into_inner());
+        match task.as_ref() {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *task = Some(waker.clone()),
+        }
+    }
+
+    /// Start of a round: wake-ups from now on make the driver go round again.
+    pub(crate) fn round(&self) {
+        self.state.store(RUNNING, Ordering::Release);
+    }
+
+    /// End of a round: park unless something woke during it.
+    pub(crate) fn try_park(&self) -> bool {
+        self.state
+            .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Makes the driver go round once more.
+    pub(crate) fn poke(&self) {
+        self.notify();
+    }
+
+    fn notify(&self) {
+        if self.state.swap(NOTIFIED, Ordering::AcqRel) == PARKED {
+            let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(task) = task {
+                task.wake();
             }
         }
+    }
+
+    /// Marks a stream as having something to read.
+    pub(crate) fn stream_ready(&self, stream: StreamId) {
+        self.ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(stream);
+        self.notify();
+    }
+
+    /// Moves the streams marked ready into `out` (which must be empty).
+    pub(crate) fn take_ready(&self, out: &mut Vec<StreamId>) {
+        let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::swap(&mut *ready, out);
     }
 }
 
-fn report_error(stream: StreamId, e: h2::Error, request_sent: bool) -> Input {
-    match e.reason() {
-        Some(reason) if e.is_reset() && e.is_remote() => Input::Reset {
-            stream,
-            reason: reason.into(),
-        },
-        Some(h2::Reason::REFUSED_STREAM) => Input::Reset {
-            stream,
-            reason: h2::Reason::REFUSED_STREAM.into(),
-        },
-        _ => Input::StreamError {
-            stream,
-            error: e.to_string(),
-            request_sent,
-        },
+impl Wake for Notifier {
+    fn wake(self: Arc<Self>) {
+        self.notify();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.notify();
     }
 }
 
-/// Opens one stream, sends the request, and reports the response head, data and trailers.
-pub(crate) async fn stream_task(
-    send: SendRequest<Bytes>,
-    open: StreamOpen,
-    inbox: mpsc::UnboundedSender<Input>,
-    mut cmds: mpsc::UnboundedReceiver<StreamCmd>,
-) {
-    let StreamOpen {
-        stream,
-        request,
-        body,
-        end_stream,
-        manual_flow_control,
-    } = open;
-    // Wait for a stream slot; a reset before that means nothing was ever sent. Data queued
-    // meanwhile (bidirectional streams) is sent right after the request body.
-    let mut queued = Vec::new();
-    let mut ready = pin!(send.ready());
-    let mut send = loop {
-        match select(ready.as_mut(), cmds.recv()).await {
-            Either::Left(Ok(send)) => break send,
-            Either::Left(Err(e)) => {
-                let _ = inbox.send(report_error(stream, e, false));
-                return;
-            }
-            Either::Right(Some(StreamCmd::Reset(_))) | Either::Right(None) => return,
-            Either::Right(Some(StreamCmd::Data { data, end_stream })) => {
-                queued.push((data, end_stream))
-            }
-            Either::Right(Some(StreamCmd::Release(_))) => {}
-        }
-    };
-    let (response, mut tx) = match send.send_request(request, false) {
-        Ok(pair) => pair,
-        Err(e) => {
-            let _ = inbox.send(report_error(stream, e, false));
-            return;
-        }
-    };
-    let first = std::iter::once((body, end_stream));
-    for (data, end_stream) in first.chain(queued) {
-        if let Err(e) = tx.send_data(data, end_stream) {
-            let _ = inbox.send(report_error(stream, e, true));
-            return;
-        }
+/// The waker of one stream's receive side: marks the stream ready.
+pub(crate) struct StreamWaker {
+    pub stream: StreamId,
+    pub notifier: Arc<Notifier>,
+}
+
+impl Wake for StreamWaker {
+    fn wake(self: Arc<Self>) {
+        self.notifier.stream_ready(self.stream);
     }
-    let mut cmds_open = true;
-    let mut response = pin!(response);
-    let response = loop {
-        let cmd = async {
-            if cmds_open {
-                cmds.recv().await
-            } else {
-                std::future::pending().await
-            }
-        };
-        match select(response.as_mut(), cmd).await {
-            Either::Left(Ok(r)) => break r,
-            Either::Left(Err(e)) => {
-                let _ = inbox.send(report_error(stream, e, true));
-                return;
-            }
-            Either::Right(Some(StreamCmd::Reset(reason))) => {
-                tx.send_reset(reason.into());
-                return;
-            }
-            Either::Right(Some(StreamCmd::Data { data, end_stream })) => {
-                let _ = tx.send_data(data, end_stream);
-            }
-            Either::Right(Some(StreamCmd::Release(_))) => {}
-            Either::Right(None) => cmds_open = false,
-        }
-    };
-    let (head, mut body) = response.into_parts();
-    let done = body.is_end_stream();
-    if inbox
-        .send(Input::Headers {
-            stream,
-            status: head.status,
-            headers: head.headers,
-            end_stream: done,
-        })
-        .is_err()
-        || done
-    {
-        return;
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.notifier.stream_ready(self.stream);
     }
-    loop {
-        let cmd = async {
-            if cmds_open {
-                cmds.recv().await
-            } else {
-                std::future::pending().await
-            }
-        };
-        match select(body.data(), cmd).await {
-            Either::Left(Some(Ok(data))) => {
-                if !manual_flow_control {
-                    let _ = body.flow_control().release_capacity(data.len());
-                }
-                let end_stream = body.is_end_stream();
-                if inbox
-                    .send(Input::Data {
-                        stream,
-                        data,
-                        end_stream,
-                    })
-                    .is_err()
-                    || end_stream
-                {
-                    return;
-                }
-            }
-            Either::Left(Some(Err(e))) => {
-                let _ = inbox.send(report_error(stream, e, true));
-                return;
-            }
-            Either::Left(None) => break,
-            Either::Right(Some(StreamCmd::Reset(reason))) => {
-                tx.send_reset(reason.into());
-                return;
-            }
-            Either::Right(Some(StreamCmd::Data { data, end_stream })) => {
-                let _ = tx.send_data(data, end_stream);
-            }
-            Either::Right(Some(StreamCmd::Release(bytes))) => {
-                let _ = body.flow_control().release_capacity(bytes);
-            }
-            Either::Right(None) => cmds_open = false,
-        }
-    }
-    let input = match body.trailers().await {
-        Ok(Some(trailers)) => Input::Trailers { stream, trailers },
-        Ok(None) => Input::Data {
-            stream,
-            data: Bytes::new(),
-            end_stream: true,
-        },
-        Err(e) => report_error(stream, e, true),
-    };
-    let _ = inbox.send(input);
 }

@@ -4,7 +4,7 @@
 //! Inputs are method calls (`start_unary`, `cancel`, `handle_*`), outputs are polled
 //! (`poll_transmit`, `poll_event`, `poll_timeout`). See the crate docs for the drain rule.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use crate::endpoint::Endpoint;
 use crate::endpoints::{endpoints_from_members, Conn, EndpointState};
 use crate::error::{Error, EtcdErrorKind};
 use crate::grpc::{encode_message, MessageDecoder};
+use crate::idhash::IdHashMap;
 use crate::retry::{self, Attempt, Decision};
 use crate::rng::Rng;
 use crate::rpc::{Method, RetryClass, ServerStreamingRpc, UnaryRpc};
@@ -428,11 +429,11 @@ pub struct Core {
     endpoints: Vec<EndpointState>,
     next_endpoint: u64,
     cursor: usize,
-    calls: HashMap<CallId, Call>,
+    calls: IdHashMap<CallId, Call>,
     waiting: VecDeque<CallId>,
-    streams: HashMap<StreamId, StreamOwner>,
-    watchers: HashMap<WatchId, Watcher>,
-    groups: HashMap<GroupKey, Group>,
+    streams: IdHashMap<StreamId, StreamOwner>,
+    watchers: IdHashMap<WatchId, Watcher>,
+    groups: IdHashMap<GroupKey, Group>,
     next_watch: u64,
     keeper: Keeper,
     deadlines: BTreeSet<(Instant, CallId)>,
@@ -450,6 +451,9 @@ pub struct Core {
     /// never got a connection reports it at its deadline (e.g. a TLS verification error).
     last_connect_error: Option<String>,
     user_agent: HeaderValue,
+    /// The headers every request carries (content-type, te, user-agent, client-api-version),
+    /// built once: a request head clones it instead of hashing and inserting each header.
+    base_headers: HeaderMap,
     closed: bool,
 }
 
@@ -462,11 +466,11 @@ impl Core {
             endpoints: Vec::new(),
             next_endpoint: 0,
             cursor: 0,
-            calls: HashMap::new(),
+            calls: IdHashMap::default(),
             waiting: VecDeque::new(),
-            streams: HashMap::new(),
-            watchers: HashMap::new(),
-            groups: HashMap::new(),
+            streams: IdHashMap::default(),
+            watchers: IdHashMap::default(),
+            groups: IdHashMap::default(),
             next_watch: 1,
             keeper: Keeper::new(),
             deadlines: BTreeSet::new(),
@@ -486,9 +490,19 @@ impl Core {
             sync_in_flight: false,
             last_connect_error: None,
             user_agent: HeaderValue::from_static(concat!("etcd-rs/", env!("CARGO_PKG_VERSION"))),
+            base_headers: HeaderMap::new(),
             closed: false,
             config,
         };
+        let mut base = HeaderMap::with_capacity(8);
+        base.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        base.insert(TE, HeaderValue::from_static("trailers"));
+        base.insert(USER_AGENT, core.user_agent.clone());
+        base.insert(
+            "client-api-version",
+            HeaderValue::from_static(CLIENT_API_VERSION),
+        );
+        core.base_headers = base;
         for target in core.config.endpoints.clone() {
             core.add_endpoint(target, false, now)?;
         }
@@ -1565,17 +1579,15 @@ impl Core {
         let mut request = Request::new(());
         *request.method_mut() = HttpMethod::POST;
         *request.uri_mut() = uri;
+        *request.headers_mut() = self.base_headers.clone();
         let headers = request.headers_mut();
         if let Some(t) = timeout {
-            headers.insert("grpc-timeout", encode_timeout(t));
+            // Different in every call: marked sensitive so HPACK sends it as a literal that is
+            // never indexed, instead of churning both sides' dynamic tables.
+            let mut value = encode_timeout(t);
+            value.set_sensitive(true);
+            headers.insert("grpc-timeout", value);
         }
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        headers.insert(TE, HeaderValue::from_static("trailers"));
-        headers.insert(USER_AGENT, self.user_agent.clone());
-        headers.insert(
-            "client-api-version",
-            HeaderValue::from_static(CLIENT_API_VERSION),
-        );
         if let (true, Auth::Ready(token)) = (with_token, &self.auth) {
             headers.insert("token", token.clone());
         }

@@ -48,6 +48,7 @@ mod endpoints;
 mod engine;
 pub mod error;
 pub mod grpc;
+mod idhash;
 pub mod retry;
 pub mod rng;
 pub mod rpc;
