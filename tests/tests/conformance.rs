@@ -120,4 +120,6 @@ conformance! {
     Shared auth_admin,
     Shared lock_and_election,
     Tls over_mutual_tls,
+    Shared watch_prefix,
+    Shared lease_keepalive,
 }

@@ -8,7 +8,21 @@ use etcd_driver::proto::etcdserverpb as pb;
 use etcd_driver::proto::v3electionpb::{self as election, LeaderKey};
 use etcd_driver::proto::v3lockpb as lock;
 use etcd_driver::rpc::kv::{Compact, Delete, Get, Put, Txn};
-use etcd_driver::{CallOptions, Endpoint, Error};
+use etcd_driver::{CallOptions, Endpoint, Error, Watch};
+
+/// Keys and mod revisions of a watch response's events.
+fn events_of(resp: etcd_driver::WatchResponse) -> Vec<(String, i64)> {
+    resp.events
+        .into_iter()
+        .filter_map(|e| e.kv)
+        .map(|kv| {
+            (
+                String::from_utf8_lossy(&kv.key).into_owned(),
+                kv.mod_revision,
+            )
+        })
+        .collect()
+}
 
 /// Declares the trait and both implementations from one list of methods.
 macro_rules! etcd_surface {
@@ -23,6 +37,17 @@ macro_rules! etcd_surface {
                 options: CallOptions,
             ) -> Result<R::Response, Error>;
             $(async fn $name(&self, $($arg: $ty),*) -> Result<$out, Error>;)*
+            /// Starts `watch`, writes `puts` (key, value), and collects the keys and mod
+            /// revisions of the first `n` events.
+            async fn watch_puts(
+                &self,
+                watch: Watch,
+                puts: Vec<(String, String)>,
+                n: usize,
+            ) -> Result<Vec<(String, i64)>, Error>;
+            /// Grants a lease of `ttl` seconds, keeps it alive for `renewals` renewals, and
+            /// returns its remaining TTL at the end (the keepalive still running).
+            async fn kept_alive_ttl(&self, ttl: i64, renewals: usize) -> Result<i64, Error>;
         }
 
         impl Etcd for etcd_driver::Client {
@@ -39,6 +64,31 @@ macro_rules! etcd_surface {
             $(async fn $name(&self, $($arg: $ty),*) -> Result<$out, Error> {
                 etcd_driver::Client::$name(self, $($arg),*).await
             })*
+            async fn watch_puts(
+                &self,
+                watch: Watch,
+                puts: Vec<(String, String)>,
+                n: usize,
+            ) -> Result<Vec<(String, i64)>, Error> {
+                let mut watcher = etcd_driver::Client::watch(self, watch).await?;
+                for (k, v) in puts {
+                    etcd_driver::Client::put(self, Put::new(k, v)).await?;
+                }
+                let mut out = Vec::new();
+                while out.len() < n {
+                    let resp = watcher.next().await.ok_or(Error::ClientClosed)??;
+                    out.extend(events_of(resp));
+                }
+                Ok(out)
+            }
+            async fn kept_alive_ttl(&self, ttl: i64, renewals: usize) -> Result<i64, Error> {
+                let granted = etcd_driver::Client::lease_grant(self, ttl).await?;
+                let mut keeper = etcd_driver::Client::keep_alive(self, &granted).await?;
+                for _ in 0..renewals {
+                    keeper.next().await.ok_or(Error::ClientClosed)??;
+                }
+                Ok(etcd_driver::Client::lease_time_to_live(self, granted.id, false).await?.ttl)
+            }
         }
 
         impl Etcd for etcd_blocking::Handle {
@@ -55,6 +105,31 @@ macro_rules! etcd_surface {
             $(async fn $name(&self, $($arg: $ty),*) -> Result<$out, Error> {
                 etcd_blocking::Handle::$name(self, $($arg),*)
             })*
+            async fn watch_puts(
+                &self,
+                watch: Watch,
+                puts: Vec<(String, String)>,
+                n: usize,
+            ) -> Result<Vec<(String, i64)>, Error> {
+                let mut watcher = etcd_blocking::Handle::watch(self, watch)?;
+                for (k, v) in puts {
+                    etcd_blocking::Handle::put(self, Put::new(k, v))?;
+                }
+                let mut out = Vec::new();
+                while out.len() < n {
+                    let resp = watcher.next().ok_or(Error::ClientClosed)??;
+                    out.extend(events_of(resp));
+                }
+                Ok(out)
+            }
+            async fn kept_alive_ttl(&self, ttl: i64, renewals: usize) -> Result<i64, Error> {
+                let granted = etcd_blocking::Handle::lease_grant(self, ttl)?;
+                let mut keeper = etcd_blocking::Handle::keep_alive(self, &granted)?;
+                for _ in 0..renewals {
+                    keeper.next().ok_or(Error::ClientClosed)??;
+                }
+                Ok(etcd_blocking::Handle::lease_time_to_live(self, granted.id, false)?.ttl)
+            }
         }
     };
 }

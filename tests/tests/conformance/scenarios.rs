@@ -382,3 +382,32 @@ pub async fn over_mutual_tls(c: &impl Etcd, t: &Target) {
     assert!(c.txn(swap).await.unwrap().succeeded);
     assert!(t.endpoint.starts_with("https://"));
 }
+
+/// Watch: every event of a prefix once, in revision order.
+pub async fn watch_prefix(c: &impl Etcd, t: &Target) {
+    let prefix = t.key("w/");
+    let puts: Vec<(String, String)> = (0..5)
+        .map(|i| (format!("{prefix}{i}"), i.to_string()))
+        .collect();
+    let got = c
+        .watch_puts(
+            etcd_driver::Watch::new(prefix.clone()).prefix(),
+            puts.clone(),
+            5,
+        )
+        .await
+        .unwrap();
+    let keys: Vec<&String> = got.iter().map(|(k, _)| k).collect();
+    let want: Vec<&String> = puts.iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, want);
+    assert!(got.windows(2).all(|w| w[0].1 < w[1].1));
+}
+
+/// Lease keepalive: a 2 s lease kept alive past several TTLs is still alive.
+pub async fn lease_keepalive(c: &impl Etcd, _t: &Target) {
+    let ttl = c.kept_alive_ttl(2, 9).await.unwrap();
+    assert!(
+        ttl > 0,
+        "the lease is alive after ~3 TTLs of renewals (ttl {ttl})"
+    );
+}
