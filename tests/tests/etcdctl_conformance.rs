@@ -1266,6 +1266,10 @@ fn lease_steps() -> Vec<Step> {
         r("lease list"),
         r("lease revoke {L1} -w fields"),
         r("get lk --prefix"),
+        r("lease revoke {L4} -w protobuf"),
+        r("lease grant 1000 -w protobuf"),
+        r("lease list -w protobuf"),
+        r("lease timetolive {L1} -w protobuf"),
     ]
 }
 
@@ -1326,6 +1330,8 @@ fn watch_steps() -> Vec<Step> {
         r("watch w/a --rev=1 -w table"),
         r("compaction 5"),
         r("watch w/ --prefix --rev=2"),
+        r("watch w/ --prefix --rev=2 -w json"),
+        r("watch w/ --prefix --rev=2 -w fields"),
     ]
 }
 

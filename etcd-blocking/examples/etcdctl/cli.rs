@@ -41,27 +41,10 @@ pub const GLOBAL: &[Spec] = &[
     short("write-out", 'w', Str, "simple"),
 ];
 
-/// Names of the global flags (`ETCDCTL_*` applies to these).
-pub const GLOBAL_NAMES: &[&str] = &[
-    "cacert",
-    "cert",
-    "command-timeout",
-    "debug",
-    "dial-timeout",
-    "discovery-srv",
-    "discovery-srv-name",
-    "endpoints",
-    "hex",
-    "insecure-discovery",
-    "insecure-skip-tls-verify",
-    "insecure-transport",
-    "keepalive-time",
-    "keepalive-timeout",
-    "key",
-    "password",
-    "user",
-    "write-out",
-];
+/// Whether `name` is a global flag (`ETCDCTL_*` variables apply to these).
+pub fn is_global(name: &str) -> bool {
+    GLOBAL.iter().any(|s| s.name == name)
+}
 
 const HELP: Spec = short("help", 'h', Bool, "false");
 const CLUSTER: Spec = flag("cluster", Bool, "false");

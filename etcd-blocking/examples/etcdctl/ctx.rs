@@ -260,7 +260,6 @@ impl Ctx {
     /// Applies `ETCDCTL_*` variables to the global flags not given on the command line, as
     /// etcdctl's `SetPflagsFromEnv` does.
     fn apply_env(&mut self) {
-        let names = crate::cli::GLOBAL_NAMES;
         let mut vars: Vec<(String, String)> = std::env::vars()
             .filter(|(k, _)| k.starts_with("ETCDCTL_"))
             .collect();
@@ -268,7 +267,7 @@ impl Ctx {
         let key_of = |name: &str| format!("ETCDCTL_{}", name.to_uppercase().replace('-', "_"));
         let mut used = Vec::new();
         let mut shadowed = Vec::new();
-        let mut inherited: Vec<&str> = names.to_vec();
+        let mut inherited: Vec<&str> = crate::cli::GLOBAL.iter().map(|s| s.name).collect();
         if self.flags.has("cluster") {
             inherited.push("cluster");
         }
@@ -332,7 +331,7 @@ impl Ctx {
             let mut all: Vec<(String, String)> = self
                 .flags
                 .all()
-                .filter(|(n, _)| crate::cli::GLOBAL_NAMES.contains(n) || (*n == "cluster"))
+                .filter(|(n, _)| crate::cli::is_global(n) || *n == "cluster")
                 .map(|(n, v)| {
                     (
                         format!("ETCDCTL_{}", n.to_uppercase().replace('-', "_")),

@@ -63,6 +63,8 @@ pub fn grant(ctx: &mut Ctx, args: Vec<String>) {
             outln(format!("\"ID\" : {}", resp.id));
             outln(format!("\"TTL\" : {}", resp.ttl));
         }
+        // clientv3's wrapper embeds `*pb.ResponseHeader`, whose Marshal etcdctl calls.
+        Format::Protobuf => protobuf(&resp.header.unwrap_or_default()),
         f => f.unsupported(),
     }
 }
@@ -83,7 +85,28 @@ pub fn revoke(ctx: &mut Ctx, args: Vec<String>) {
         Format::Simple => outln(format!("lease {id:016x} revoked")),
         Format::Json => outln(json::lease_revoke(&resp)),
         Format::Fields => fields_hdr(&resp.header),
-        Format::Protobuf => protobuf(&resp),
+        Format::Protobuf => {
+            // etcdctl hands the clientv3 type to its protobuf printer, which refuses it and
+            // shows the value (`%v`: the header's compact text, then the XXX_ fields).
+            let h = resp.header.unwrap_or_default();
+            let mut text = String::new();
+            for (name, v) in [
+                ("cluster_id", h.cluster_id),
+                ("member_id", h.member_id),
+                ("revision", h.revision as u64),
+                ("raft_term", h.raft_term),
+            ] {
+                if v != 0 {
+                    text.push_str(&format!("{name}:{v} "));
+                }
+            }
+            fail(
+                crate::ctx::EXIT_BAD_FEATURE,
+                format!(
+                    "marshal unsupported for type clientv3.LeaseRevokeResponse ({{{text} {{}} [] 0}})"
+                ),
+            )
+        }
         f => f.unsupported(),
     }
 }
@@ -129,6 +152,7 @@ pub fn time_to_live(ctx: &mut Ctx, args: Vec<String>) {
                 outln(format!("\"Key\" : {}", crate::gofmt::go_quote(k)));
             }
         }
+        Format::Protobuf => protobuf(&resp.header.unwrap_or_default()),
         f => f.unsupported(),
     }
 }
@@ -149,6 +173,7 @@ pub fn list(ctx: &mut Ctx, _args: Vec<String>) {
                 outln(format!("\"ID\" : {}", l.id));
             }
         }
+        Format::Protobuf => protobuf(&resp.header.unwrap_or_default()),
         f => f.unsupported(),
     }
 }
@@ -178,6 +203,7 @@ fn print_keep_alive(ctx: &Ctx, r: &pb::LeaseKeepAliveResponse) {
             outln(format!("\"ID\" : {}", r.id));
             outln(format!("\"TTL\" : {}", r.ttl));
         }
+        Format::Protobuf => protobuf(&r.header.unwrap_or_default()),
         f => f.unsupported(),
     }
 }

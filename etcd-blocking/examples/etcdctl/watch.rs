@@ -134,8 +134,28 @@ fn run_exec(exec: &[String], revision: i64, e: &mvccpb::Event) {
     }
 }
 
+/// The header of a cancelled watch's last response (cluster, member and term; no
+/// revision), which the driver does not hand out with the error: a member list's header
+/// carries the same.
+fn cancel_header(client: &Client) -> pb::ResponseHeader {
+    client
+        .call(pb::MemberListRequest {
+            linearizable: false,
+        })
+        .ok()
+        .and_then(|r| r.header)
+        .map(|h| pb::ResponseHeader { revision: 0, ..h })
+        .unwrap_or_default()
+}
+
 /// etcdctl's `printWatchCh`: prints every response until the watcher ends.
-fn print_watch(format: Format, hex: bool, mut watcher: etcd_blocking::Watcher, exec: &[String]) {
+fn print_watch(
+    client: &Client,
+    format: Format,
+    hex: bool,
+    mut watcher: etcd_blocking::Watcher,
+    exec: &[String],
+) {
     for item in watcher.by_ref() {
         match item {
             Ok(resp) => {
@@ -150,18 +170,20 @@ fn print_watch(format: Format, hex: bool, mut watcher: etcd_blocking::Watcher, e
                 let _guard = PRINT.lock().unwrap_or_else(|e| e.into_inner());
                 flush();
                 eprintln!("watch was canceled ({})", go_err(&e));
-                if format == Format::Json {
-                    let compact = match &e {
-                        Error::WatchCompacted { compact_revision } => *compact_revision,
-                        _ => 0,
-                    };
-                    outln(json::watch(
-                        &pb::ResponseHeader::default(),
+                let compact = match &e {
+                    Error::WatchCompacted { compact_revision } => *compact_revision,
+                    _ => 0,
+                };
+                match format {
+                    Format::Json => outln(json::watch(
+                        &cancel_header(client),
                         &[],
                         compact,
                         true,
                         false,
-                    ));
+                    )),
+                    Format::Fields => fields_hdr(&Some(cancel_header(client))),
+                    _ => {}
                 }
                 break;
             }
@@ -276,7 +298,7 @@ pub fn watch(ctx: &mut Ctx, args: Vec<String>) {
         Ok(w) => w,
         Err(e) => fail(EXIT_BAD_ARGS, e),
     };
-    print_watch(ctx.format, ctx.hex, watcher, &exec);
+    print_watch(&client, ctx.format, ctx.hex, watcher, &exec);
     fail(EXIT_INTERRUPTED, "watch is canceled by the server");
 }
 
@@ -368,7 +390,8 @@ fn interactive(ctx: &mut Ctx, env_key: &str, env_range: &str, opts: Opts) -> ! {
                     };
                 match start(&client, &args, &o) {
                     Ok(w) => {
-                        std::thread::spawn(move || print_watch(format, hex, w, &exec));
+                        let client = client.clone();
+                        std::thread::spawn(move || print_watch(&client, format, hex, w, &exec));
                     }
                     Err(e) => say(format!("Invalid command {l} ({e})")),
                 }
