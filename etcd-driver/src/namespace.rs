@@ -52,8 +52,8 @@ use etcd_proto_core::proto::v3electionpb::{
 use etcd_proto_core::proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 use etcd_proto_core::rpc::kv::{prefix_range_end, Compact, Delete, Get, Put, Txn};
 use etcd_proto_core::rpc::{IntoBytes, Observe};
+use etcd_proto_core::WatchResponse;
 use etcd_proto_core::{Error, EtcdError, EtcdErrorKind, InvalidRequest, Watch, WatchId};
-use etcd_proto_core::{WatchResponse, DEFAULT_WATCH_BUFFER};
 
 use crate::server_stream::ServerStream;
 use crate::watch::Watcher;
@@ -478,7 +478,6 @@ impl NamespacedClient {
 }
 
 /// One flag of [`Watch`], applied when set.
-type WatchOption = fn(Watch) -> Watch;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum WatchEnd {
@@ -497,16 +496,8 @@ pub struct NamespacedWatch {
     key: Bytes,
     end: WatchEnd,
     prefix_and_from_key: bool,
-    start_revision: i64,
-    progress_notify: bool,
-    no_put: bool,
-    no_delete: bool,
-    prev_kv: bool,
-    fragment: bool,
-    created_notify: bool,
-    require_leader: bool,
-    own_stream: bool,
-    buffer_bytes: usize,
+    /// Every other option, kept in the core's own builder (its key range is replaced).
+    options: Watch,
 }
 
 impl NamespacedWatch {
@@ -516,16 +507,7 @@ impl NamespacedWatch {
             key: key.into_bytes(),
             end: WatchEnd::Single,
             prefix_and_from_key: false,
-            start_revision: 0,
-            progress_notify: false,
-            no_put: false,
-            no_delete: false,
-            prev_kv: false,
-            fragment: false,
-            created_notify: false,
-            require_leader: false,
-            own_stream: false,
-            buffer_bytes: DEFAULT_WATCH_BUFFER,
+            options: Watch::new(Bytes::new()),
         }
     }
 
@@ -551,61 +533,67 @@ impl NamespacedWatch {
 
     /// See [`Watch::start_revision`].
     pub fn start_revision(mut self, revision: i64) -> Self {
-        self.start_revision = revision;
+        self.options = self.options.start_revision(revision);
         self
     }
 
     /// See [`Watch::progress_notify`].
     pub fn progress_notify(mut self) -> Self {
-        self.progress_notify = true;
+        self.options = self.options.progress_notify();
         self
     }
 
     /// See [`Watch::no_put`].
     pub fn no_put(mut self) -> Self {
-        self.no_put = true;
+        self.options = self.options.no_put();
         self
     }
 
     /// See [`Watch::no_delete`].
     pub fn no_delete(mut self) -> Self {
-        self.no_delete = true;
+        self.options = self.options.no_delete();
         self
     }
 
     /// See [`Watch::prev_kv`].
     pub fn prev_kv(mut self) -> Self {
-        self.prev_kv = true;
+        self.options = self.options.prev_kv();
         self
     }
 
     /// See [`Watch::fragment`].
     pub fn fragment(mut self) -> Self {
-        self.fragment = true;
+        self.options = self.options.fragment();
         self
     }
 
     /// See [`Watch::created_notify`].
     pub fn created_notify(mut self) -> Self {
-        self.created_notify = true;
+        self.options = self.options.created_notify();
         self
     }
 
     /// See [`Watch::require_leader`].
     pub fn require_leader(mut self) -> Self {
-        self.require_leader = true;
+        self.options = self.options.require_leader();
         self
     }
 
     /// See [`Watch::own_stream`].
     pub fn own_stream(mut self) -> Self {
-        self.own_stream = true;
+        self.options = self.options.own_stream();
         self
     }
 
     /// See [`Watch::buffer_bytes`].
     pub fn buffer_bytes(mut self, bytes: usize) -> Self {
-        self.buffer_bytes = bytes;
+        self.options = self.options.buffer_bytes(bytes);
+        self
+    }
+
+    /// See [`Watch::resync_on_compaction`].
+    pub fn resync_on_compaction(mut self) -> Self {
+        self.options = self.options.resync_on_compaction();
         self
     }
 
@@ -626,29 +614,7 @@ impl NamespacedWatch {
             WatchEnd::FromKey => (self.key, zero()),
         };
         let (key, end) = ns.request_interval(&key, &end)?;
-        let mut watch = Watch::new(key);
-        if !end.is_empty() {
-            watch = watch.range_end(end);
-        }
-        watch = watch
-            .start_revision(self.start_revision)
-            .buffer_bytes(self.buffer_bytes);
-        let flags: [(bool, WatchOption); 8] = [
-            (self.progress_notify, Watch::progress_notify),
-            (self.no_put, Watch::no_put),
-            (self.no_delete, Watch::no_delete),
-            (self.prev_kv, Watch::prev_kv),
-            (self.fragment, Watch::fragment),
-            (self.created_notify, Watch::created_notify),
-            (self.require_leader, Watch::require_leader),
-            (self.own_stream, Watch::own_stream),
-        ];
-        for (set, apply) in flags {
-            if set {
-                watch = apply(watch);
-            }
-        }
-        Ok(watch)
+        Ok(self.options.key_range(key, end))
     }
 }
 

@@ -129,6 +129,18 @@ impl Watch {
         self
     }
 
+    /// Watches exactly `[key, range_end)` (an empty `range_end`: the key alone), replacing
+    /// the key and any prefix / from-key / range choice. For layers that compute the range
+    /// themselves, such as a namespace.
+    pub fn key_range(mut self, key: impl IntoBytes, range_end: impl IntoBytes) -> Self {
+        self.range = KeyRange::new(key.into_bytes());
+        let end = range_end.into_bytes();
+        if !end.is_empty() {
+            self.range.end = End::Range(end);
+        }
+        self
+    }
+
     /// Starts at this revision (inclusive); 0 (the default) means "after now".
     pub fn start_revision(mut self, revision: i64) -> Self {
         self.start_revision = revision;
