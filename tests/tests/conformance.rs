@@ -12,7 +12,8 @@ mod scenarios;
 mod target;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use etcd_driver::Config;
 use target::{Server, Target};
@@ -67,6 +68,27 @@ fn blocking_client(config: Config) -> etcd_blocking::Client {
     etcd_blocking::Client::with_config(config).expect("client")
 }
 
+/// A blocking read of a stream cannot be given a deadline from outside, so a scenario that
+/// hangs (a watcher that never resumes, say) ends its process after this long instead of
+/// stalling the run (nextest runs each test in a process of its own).
+const SCENARIO_LIMIT: Duration = Duration::from_secs(120);
+
+/// Aborts the process unless dropped within [`SCENARIO_LIMIT`].
+struct Watchdog(#[allow(dead_code)] mpsc::Sender<()>);
+
+impl Watchdog {
+    fn arm(test: &'static str) -> Watchdog {
+        let (armed, disarmed) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = disarmed.recv_timeout(SCENARIO_LIMIT) {
+                eprintln!("{test}: still running after {SCENARIO_LIMIT:?}, aborting");
+                std::process::abort();
+            }
+        });
+        Watchdog(armed)
+    }
+}
+
 /// One module per scenario on `$runtime`, one test per server version in it.
 macro_rules! on_runtime {
     ($runtime:ident, $block_on:path, $connect:path, |$c:ident| $handle:expr;
@@ -77,6 +99,7 @@ macro_rules! on_runtime {
                 use super::*;
 
                 fn run(version: etcd_tests::EtcdVersion) {
+                    let _watchdog = Watchdog::arm(module_path!());
                     let target = Target::new(version, Server::$server, stringify!($name));
                     $block_on(async {
                         let $c = $connect(target.config.clone());
@@ -104,7 +127,7 @@ macro_rules! conformance {
         on_runtime!(smol, ::smol::block_on, smol_client, |c| c.inner(); $($server $name,)*);
         on_runtime!(async_std, ::async_std::task::block_on, async_std_client, |c| c.inner();
             $($server $name,)*);
-        on_runtime!(blocking, ::smol::future::block_on, blocking_client, |c| &c.handle();
+        on_runtime!(blocking, ::smol::future::block_on, blocking_client, |c| &c;
             $($server $name,)*);
     };
 }
@@ -122,4 +145,9 @@ conformance! {
     Tls over_mutual_tls,
     Shared watch_prefix,
     Shared lease_keepalive,
+    Proxied watch_through_cuts,
+    Proxied writes_at_most_once_across_cuts,
+    Proxied lease_keepalive_through_cuts,
+    Fresh calls_to_a_stopped_server,
+    TwoProxies failover_between_endpoints,
 }

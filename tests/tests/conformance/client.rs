@@ -1,6 +1,7 @@
 //! The client surface the scenarios use, implemented once for the async client (tokio, smol
 //! and async-std all hand out `etcd_driver::Client` through `Deref`) and once for the blocking
-//! client (its synchronous calls, wrapped in `async fn`s so the scenarios are written once).
+//! client (its synchronous calls and iterators, wrapped in `async fn`s so the scenarios are
+//! written once).
 
 use etcd_driver::core::rpc::auth::Permission;
 use etcd_driver::core::rpc::UnaryRpc;
@@ -8,20 +9,37 @@ use etcd_driver::proto::etcdserverpb as pb;
 use etcd_driver::proto::v3electionpb::{self as election, LeaderKey};
 use etcd_driver::proto::v3lockpb as lock;
 use etcd_driver::rpc::kv::{Compact, Delete, Get, Put, Txn};
-use etcd_driver::{CallOptions, Endpoint, Error, Watch};
+use etcd_driver::{
+    CallOptions, Endpoint, Error, KeepAliveResponse, KeepAliveTarget, Watch, WatchResponse,
+};
 
-/// Keys and mod revisions of a watch response's events.
-fn events_of(resp: etcd_driver::WatchResponse) -> Vec<(String, i64)> {
-    resp.events
-        .into_iter()
-        .filter_map(|e| e.kv)
-        .map(|kv| {
-            (
-                String::from_utf8_lossy(&kv.key).into_owned(),
-                kv.mod_revision,
-            )
-        })
-        .collect()
+/// A stream of a scenario's: a watcher or a lease keeper, async or blocking.
+#[allow(async_fn_in_trait)]
+pub trait Stream {
+    type Item;
+    /// The next item; `None` once the stream ended.
+    async fn next(&mut self) -> Option<Result<Self::Item, Error>>;
+}
+
+/// Implements [`Stream`] for the async streams (by awaiting) and the blocking ones (by
+/// iterating, which blocks the scenario's own thread).
+macro_rules! streams {
+    ($($stream:ty => $item:ty, |$s:ident| $next:expr;)*) => {$(
+        impl Stream for $stream {
+            type Item = $item;
+            async fn next(&mut self) -> Option<Result<$item, Error>> {
+                let $s = self;
+                $next
+            }
+        }
+    )*};
+}
+
+streams! {
+    etcd_driver::Watcher => WatchResponse, |s| s.next().await;
+    etcd_driver::LeaseKeeper => KeepAliveResponse, |s| s.next().await;
+    etcd_blocking::Watcher => WatchResponse, |s| Iterator::next(s);
+    etcd_blocking::LeaseKeeper => KeepAliveResponse, |s| Iterator::next(s);
 }
 
 /// Declares the trait and both implementations from one list of methods.
@@ -29,7 +47,9 @@ macro_rules! etcd_surface {
     ($($name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)*) => {
         /// What a conformance scenario may call.
         #[allow(async_fn_in_trait)]
-        pub trait Etcd {
+        pub trait Etcd: Sized {
+            type Watcher: Stream<Item = WatchResponse>;
+            type Keeper: Stream<Item = KeepAliveResponse>;
             async fn call<R: UnaryRpc + Send + 'static>(&self, rpc: R) -> Result<R::Response, Error>;
             async fn call_with<R: UnaryRpc + Send + 'static>(
                 &self,
@@ -37,20 +57,17 @@ macro_rules! etcd_surface {
                 options: CallOptions,
             ) -> Result<R::Response, Error>;
             $(async fn $name(&self, $($arg: $ty),*) -> Result<$out, Error>;)*
-            /// Starts `watch`, writes `puts` (key, value), and collects the keys and mod
-            /// revisions of the first `n` events.
-            async fn watch_puts(
-                &self,
-                watch: Watch,
-                puts: Vec<(String, String)>,
-                n: usize,
-            ) -> Result<Vec<(String, i64)>, Error>;
-            /// Grants a lease of `ttl` seconds, keeps it alive for `renewals` renewals, and
-            /// returns its remaining TTL at the end (the keepalive still running).
-            async fn kept_alive_ttl(&self, ttl: i64, renewals: usize) -> Result<i64, Error>;
+            /// Starts a watcher (the server has created it when this returns).
+            async fn watch(&self, watch: Watch) -> Result<Self::Watcher, Error>;
+            /// Keeps a lease alive.
+            async fn keep_alive(&self, lease: KeepAliveTarget) -> Result<Self::Keeper, Error>;
+            /// A client on the same driver whose calls all go to `endpoint`.
+            fn on_endpoint(&self, endpoint: &str) -> Result<Self, Error>;
         }
 
         impl Etcd for etcd_driver::Client {
+            type Watcher = etcd_driver::Watcher;
+            type Keeper = etcd_driver::LeaseKeeper;
             async fn call<R: UnaryRpc + Send + 'static>(&self, rpc: R) -> Result<R::Response, Error> {
                 etcd_driver::Client::call(self, rpc).await
             }
@@ -64,34 +81,20 @@ macro_rules! etcd_surface {
             $(async fn $name(&self, $($arg: $ty),*) -> Result<$out, Error> {
                 etcd_driver::Client::$name(self, $($arg),*).await
             })*
-            async fn watch_puts(
-                &self,
-                watch: Watch,
-                puts: Vec<(String, String)>,
-                n: usize,
-            ) -> Result<Vec<(String, i64)>, Error> {
-                let mut watcher = etcd_driver::Client::watch(self, watch).await?;
-                for (k, v) in puts {
-                    etcd_driver::Client::put(self, Put::new(k, v)).await?;
-                }
-                let mut out = Vec::new();
-                while out.len() < n {
-                    let resp = watcher.next().await.ok_or(Error::ClientClosed)??;
-                    out.extend(events_of(resp));
-                }
-                Ok(out)
+            async fn watch(&self, watch: Watch) -> Result<Self::Watcher, Error> {
+                etcd_driver::Client::watch(self, watch).await
             }
-            async fn kept_alive_ttl(&self, ttl: i64, renewals: usize) -> Result<i64, Error> {
-                let granted = etcd_driver::Client::lease_grant(self, ttl).await?;
-                let mut keeper = etcd_driver::Client::keep_alive(self, &granted).await?;
-                for _ in 0..renewals {
-                    keeper.next().await.ok_or(Error::ClientClosed)??;
-                }
-                Ok(etcd_driver::Client::lease_time_to_live(self, granted.id, false).await?.ttl)
+            async fn keep_alive(&self, lease: KeepAliveTarget) -> Result<Self::Keeper, Error> {
+                etcd_driver::Client::keep_alive(self, lease).await
+            }
+            fn on_endpoint(&self, endpoint: &str) -> Result<Self, Error> {
+                etcd_driver::Client::on_endpoint(self, endpoint)
             }
         }
 
-        impl Etcd for etcd_blocking::Handle {
+        impl Etcd for etcd_blocking::Client {
+            type Watcher = etcd_blocking::Watcher;
+            type Keeper = etcd_blocking::LeaseKeeper;
             async fn call<R: UnaryRpc + Send + 'static>(&self, rpc: R) -> Result<R::Response, Error> {
                 etcd_blocking::Handle::call(self, rpc)
             }
@@ -105,30 +108,14 @@ macro_rules! etcd_surface {
             $(async fn $name(&self, $($arg: $ty),*) -> Result<$out, Error> {
                 etcd_blocking::Handle::$name(self, $($arg),*)
             })*
-            async fn watch_puts(
-                &self,
-                watch: Watch,
-                puts: Vec<(String, String)>,
-                n: usize,
-            ) -> Result<Vec<(String, i64)>, Error> {
-                let mut watcher = etcd_blocking::Handle::watch(self, watch)?;
-                for (k, v) in puts {
-                    etcd_blocking::Handle::put(self, Put::new(k, v))?;
-                }
-                let mut out = Vec::new();
-                while out.len() < n {
-                    let resp = watcher.next().ok_or(Error::ClientClosed)??;
-                    out.extend(events_of(resp));
-                }
-                Ok(out)
+            async fn watch(&self, watch: Watch) -> Result<Self::Watcher, Error> {
+                etcd_blocking::Handle::watch(self, watch)
             }
-            async fn kept_alive_ttl(&self, ttl: i64, renewals: usize) -> Result<i64, Error> {
-                let granted = etcd_blocking::Handle::lease_grant(self, ttl)?;
-                let mut keeper = etcd_blocking::Handle::keep_alive(self, &granted)?;
-                for _ in 0..renewals {
-                    keeper.next().ok_or(Error::ClientClosed)??;
-                }
-                Ok(etcd_blocking::Handle::lease_time_to_live(self, granted.id, false)?.ttl)
+            async fn keep_alive(&self, lease: KeepAliveTarget) -> Result<Self::Keeper, Error> {
+                etcd_blocking::Handle::keep_alive(self, lease)
+            }
+            fn on_endpoint(&self, endpoint: &str) -> Result<Self, Error> {
+                etcd_blocking::Client::on_endpoint(self, endpoint)
             }
         }
     };

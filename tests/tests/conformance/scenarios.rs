@@ -1,7 +1,7 @@
 //! The scenarios, written once against [`Etcd`]: each runs on every runtime and server
 //! version (see `conformance.rs`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use etcd_driver::core::rpc::auth::Permission;
 use etcd_driver::core::{Direction, InvalidRequest};
@@ -11,10 +11,12 @@ use etcd_driver::proto::etcdserverpb::{
 use etcd_driver::rpc::kv::{
     Compact, Compare, CompareOp, Delete, Get, Put, SortOrder, SortTarget, Txn, TxnOp,
 };
-use etcd_driver::{CallOptions, Error, EtcdErrorKind};
-use etcd_tests::EtcdVersion;
+use etcd_driver::{
+    CallOptions, Error, EtcdErrorKind, LeaseLostReason, Watch, WatchResponse, WatchResponseKind,
+};
+use etcd_tests::{EtcdVersion, ProxyMode};
 
-use super::client::Etcd;
+use super::client::{Etcd, Stream};
 use super::target::Target;
 
 fn rel_keys(resp: &RangeResponse, t: &Target) -> Vec<String> {
@@ -383,31 +385,352 @@ pub async fn over_mutual_tls(c: &impl Etcd, t: &Target) {
     assert!(t.endpoint.starts_with("https://"));
 }
 
+/// Keys and mod revisions of the events a watcher delivers, read until one at `revision` or
+/// later (so a lost event shows as a difference, not as a wait for one more).
+async fn read_through(
+    w: &mut impl Stream<Item = WatchResponse>,
+    revision: i64,
+) -> Vec<(String, i64)> {
+    let mut out: Vec<(String, i64)> = Vec::new();
+    while out.last().is_none_or(|(_, r)| *r < revision) {
+        let resp = w
+            .next()
+            .await
+            .expect("the watcher is running")
+            .expect("no watch error");
+        assert_eq!(resp.kind, WatchResponseKind::Events, "{resp:?}");
+        out.extend(resp.events.into_iter().map(|e| {
+            let kv = e.kv.expect("kv");
+            (
+                String::from_utf8_lossy(&kv.key).into_owned(),
+                kv.mod_revision,
+            )
+        }));
+    }
+    out
+}
+
+/// Puts `key` = `value` and returns the key with the revision of the write.
+async fn put_at(c: &impl Etcd, key: String, value: &str) -> (String, i64) {
+    let revision = put(c, key.clone(), value).await;
+    (key, revision)
+}
+
 /// Watch: every event of a prefix once, in revision order.
 pub async fn watch_prefix(c: &impl Etcd, t: &Target) {
     let prefix = t.key("w/");
-    let puts: Vec<(String, String)> = (0..5)
-        .map(|i| (format!("{prefix}{i}"), i.to_string()))
-        .collect();
-    let got = c
-        .watch_puts(
-            etcd_driver::Watch::new(prefix.clone()).prefix(),
-            puts.clone(),
-            5,
-        )
-        .await
-        .unwrap();
-    let keys: Vec<&String> = got.iter().map(|(k, _)| k).collect();
-    let want: Vec<&String> = puts.iter().map(|(k, _)| k).collect();
-    assert_eq!(keys, want);
-    assert!(got.windows(2).all(|w| w[0].1 < w[1].1));
+    let mut w = c.watch(Watch::new(&prefix).prefix()).await.unwrap();
+    let mut written = Vec::new();
+    for i in 0..5 {
+        written.push(put_at(c, format!("{prefix}{i}"), &i.to_string()).await);
+    }
+    c.put(Put::new(t.key("elsewhere"), "x")).await.unwrap();
+    assert_eq!(read_through(&mut w, written[4].1).await, written);
 }
 
 /// Lease keepalive: a 2 s lease kept alive past several TTLs is still alive.
 pub async fn lease_keepalive(c: &impl Etcd, _t: &Target) {
-    let ttl = c.kept_alive_ttl(2, 9).await.unwrap();
+    let granted = c.lease_grant(2).await.unwrap();
+    let mut keeper = c.keep_alive((&granted).into()).await.unwrap();
+    for _ in 0..9 {
+        let renewal = keeper.next().await.expect("a renewal").unwrap();
+        assert_eq!((renewal.lease, renewal.ttl), (granted.id, 2));
+    }
+    let ttl = c.lease_time_to_live(granted.id, false).await.unwrap().ttl;
     assert!(
         ttl > 0,
         "the lease is alive after ~3 TTLs of renewals (ttl {ttl})"
+    );
+    c.lease_revoke(granted.id).await.unwrap();
+}
+
+// ---- Faults ----
+
+/// Watch through connection cuts: the proxy cuts the watcher's connection three times while
+/// keys are written before each cut and while the watcher reconnects; it resumes where it
+/// was and delivers every event exactly once, in revision order, with no gap.
+pub async fn watch_through_cuts(c: &impl Etcd, t: &Target) {
+    // Writes go straight to the server, so none is lost to a cut.
+    let direct = c.on_endpoint(&t.direct).unwrap();
+    let prefix = t.key("w/");
+    let mut w = c.watch(Watch::new(&prefix).prefix()).await.unwrap();
+    let (mut written, mut seen) = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        for i in 0..4 {
+            written.push(put_at(&direct, format!("{prefix}{round}-before-{i}"), "v").await);
+        }
+        // Cut, and keep the watcher from reconnecting while more keys are written: it must
+        // resume from before them.
+        t.proxy(0).set_mode(ProxyMode::Refuse);
+        assert!(
+            t.cut() > 0,
+            "the watcher's connection goes through the proxy"
+        );
+        for i in 0..4 {
+            written.push(put_at(&direct, format!("{prefix}{round}-after-{i}"), "v").await);
+        }
+        t.proxy(0).set_mode(ProxyMode::Forward);
+        let last = written.last().unwrap().1;
+        seen.extend(read_through(&mut w, last).await);
+        assert_eq!(seen, written, "round {round}: once, in order, no gap");
+    }
+    // Nothing was queued twice: the next event is the next write.
+    let last = put_at(&direct, format!("{prefix}last"), "v").await;
+    assert_eq!(read_through(&mut w, last.1).await, [last]);
+    assert!(t.proxy(0).total_cut() >= 3);
+}
+
+/// A write whose connection is cut while it is in flight is reported as an error that says
+/// the request may have been sent, and is never sent again; a read in the same situation is
+/// retried and succeeds; under random cuts every put reported as done was applied once and
+/// none reported as not sent was applied.
+pub async fn writes_at_most_once_across_cuts(c: &impl Etcd, t: &Target) {
+    let direct = c.on_endpoint(&t.direct).unwrap();
+    let key = t.key("k");
+    c.get(Get::new(&key))
+        .await
+        .expect("a connection through the proxy");
+
+    // The proxy holds the put's bytes, then cuts the connection (dropping them) and forwards
+    // again: the put was never applied, so success could only come from sending it again.
+    t.proxy(0).set_mode(ProxyMode::Stall);
+    let cutter = t.cut_after(Duration::from_millis(300), ProxyMode::Forward);
+    let put = c.put(Put::new(&key, "held")).await;
+    assert!(cutter.join().unwrap() > 0, "the put's connection was cut");
+    match put {
+        Err(
+            ref e @ (Error::Transport {
+                request_sent: true, ..
+            }
+            | Error::DeadlineExceeded { request_sent: true }),
+        ) => assert!(e.outcome_unknown()),
+        other => panic!("expected an error saying the put may have been sent, got {other:?}"),
+    }
+    assert_eq!(
+        direct.get(Get::new(&key)).await.unwrap().count,
+        0,
+        "the cut put was not sent again"
+    );
+
+    // A read held and cut the same way is retried on a new connection.
+    t.proxy(0).set_mode(ProxyMode::Stall);
+    let cutter = t.cut_after(Duration::from_millis(300), ProxyMode::Forward);
+    let read = c.get(Get::new(&key)).await;
+    assert!(cutter.join().unwrap() > 0, "the read's connection was cut");
+    assert_eq!(read.expect("the read was retried after the cut").count, 0);
+
+    // Puts of one key while the proxy cuts at random: the key's version counts the puts the
+    // server applied.
+    t.proxy(0)
+        .cut_randomly(Duration::from_millis(5), Duration::from_millis(30), 11);
+    let (mut ok, mut unknown, mut not_sent) = (0i64, 0i64, 0i64);
+    let mut i = 0;
+    while i < 40 || (t.proxy(0).total_cut() < 5 && i < 1000) {
+        match c.put(Put::new(&key, i.to_string())).await {
+            Ok(_) => ok += 1,
+            Err(e) if e.outcome_unknown() => unknown += 1,
+            Err(e) => {
+                assert!(e.is_retryable(), "unexpected error {e:?}");
+                not_sent += 1;
+            }
+        }
+        i += 1;
+    }
+    t.proxy(0).stop_cutting();
+    let applied = direct.get(Get::new(&key)).await.unwrap().kvs[0].version;
+    println!(
+        "{i} puts, {} cuts: {ok} ok, {unknown} unknown, {not_sent} not sent; version {applied}",
+        t.proxy(0).total_cut()
+    );
+    assert!(
+        ok <= applied && applied <= ok + unknown,
+        "{ok} ok, {unknown} unknown, {not_sent} not sent: version {applied}"
+    );
+    assert!(t.proxy(0).total_cut() >= 5);
+    // After the cuts, calls go through again.
+    c.get(Get::new(&key)).await.unwrap();
+}
+
+/// A kept-alive lease survives connection cuts: the keeper reconnects and renews, so the
+/// lease outlives its TTL several times over.
+pub async fn lease_keepalive_through_cuts(c: &impl Etcd, t: &Target) {
+    let direct = c.on_endpoint(&t.direct).unwrap();
+    let granted = c.lease_grant(2).await.unwrap();
+    let mut keeper = c.keep_alive((&granted).into()).await.unwrap();
+    keeper.next().await.expect("a renewal").unwrap();
+    let first_cut = Instant::now();
+    for round in 1..=3u32 {
+        assert!(t.cut() > 0, "the keepalive stream goes through the proxy");
+        let mut renewals = 0;
+        // Renewals come every TTL/3; read them until the next cut is due.
+        while renewals == 0 || first_cut.elapsed() < Duration::from_millis(1200) * round {
+            let renewal = keeper
+                .next()
+                .await
+                .expect("a renewal after the cut")
+                .unwrap();
+            assert!(renewal.ttl > 0, "{renewal:?}");
+            renewals += 1;
+        }
+    }
+    // The first cut is more than a TTL ago: without renewals since, the lease would be gone.
+    assert!(first_cut.elapsed() > Duration::from_secs(3));
+    let ttl = direct
+        .lease_time_to_live(granted.id, false)
+        .await
+        .unwrap()
+        .ttl;
+    assert!(ttl > 0, "the lease is alive (ttl {ttl})");
+    direct.lease_revoke(granted.id).await.unwrap();
+}
+
+/// A paused (SIGSTOP) and then a killed server: calls end with a typed error within their
+/// deadline instead of hanging, a write says whether it may have been sent, and a kept-alive
+/// lease ends with `LeaseLost { Expired }` once its TTL passed unconfirmed.
+pub async fn calls_to_a_stopped_server(c: &impl Etcd, t: &Target) {
+    let key = t.key("k");
+    put(c, key.clone(), "v").await;
+    let mut short = CallOptions::default();
+    short.timeout = Some(Duration::from_secs(1));
+    let within_deadline = |started: Instant| {
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+    };
+
+    // Paused: the connection stays up and nothing answers.
+    t.server().pause().unwrap();
+    let started = Instant::now();
+    let read = c.call_with(Get::new(&key), short.clone()).await;
+    within_deadline(started);
+    assert!(
+        matches!(read, Err(Error::DeadlineExceeded { .. })),
+        "{read:?}"
+    );
+    let started = Instant::now();
+    let write = c.call_with(Put::new(&key, "w"), short.clone()).await;
+    within_deadline(started);
+    assert!(
+        matches!(write, Err(Error::DeadlineExceeded { request_sent: true })),
+        "the put went out on the open connection: {write:?}"
+    );
+    t.server().resume().unwrap();
+    assert_eq!(c.get(Get::new(&key)).await.unwrap().count, 1);
+
+    // Killed: connections are refused.
+    let granted = c.lease_grant(2).await.unwrap();
+    let mut keeper = c.keep_alive((&granted).into()).await.unwrap();
+    keeper.next().await.expect("a renewal").unwrap();
+    t.server().kill().unwrap();
+    let started = Instant::now();
+    match c.call_with(Get::new(&key), short.clone()).await {
+        Err(Error::DeadlineExceeded { .. } | Error::Transport { .. }) => {}
+        other => panic!("expected a deadline or transport error, got {other:?}"),
+    }
+    within_deadline(started);
+    let started = Instant::now();
+    match c.call_with(Put::new(&key, "x"), short.clone()).await {
+        Err(e @ (Error::DeadlineExceeded { .. } | Error::Transport { .. })) => {
+            assert!(!e.outcome_unknown(), "no server to send it to: {e:?}")
+        }
+        other => panic!("expected a deadline or transport error, got {other:?}"),
+    }
+    within_deadline(started);
+    // The keeper ends, saying why, about a TTL after the last confirmed renewal.
+    let started = Instant::now();
+    loop {
+        match keeper.next().await.expect("the keeper ends with an error") {
+            Ok(renewal) => assert_eq!(renewal.lease, granted.id),
+            Err(e) => {
+                assert_eq!(
+                    e,
+                    Error::LeaseLost {
+                        lease: granted.id,
+                        reason: LeaseLostReason::Expired
+                    }
+                );
+                break;
+            }
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "lease loss told after {took:?}"
+    );
+}
+
+/// Failover between two endpoints (two proxies to the same server): while one refuses
+/// connections every call succeeds through the other, writes included, and each write is
+/// applied at most once; with both down calls fail within their deadline, without having
+/// sent anything; once they are back calls succeed again.
+pub async fn failover_between_endpoints(c: &impl Etcd, t: &Target) {
+    let direct = c.on_endpoint(&t.direct).unwrap();
+    let key = t.key("k");
+    let (mut ok, mut unknown) = (0i64, 0i64);
+    for down in [0, 1] {
+        let (failed, up) = (t.proxy(down), t.proxy(1 - down));
+        up.set_mode(ProxyMode::Forward);
+        failed.set_mode(ProxyMode::Refuse);
+        failed.cut_all();
+        for i in 0..10 {
+            c.get(Get::new(&key))
+                .await
+                .expect("a read through the other endpoint");
+            match c.put(Put::new(&key, format!("{down}-{i}"))).await {
+                Ok(_) => ok += 1,
+                // The put that met the cut connection.
+                Err(e) if e.outcome_unknown() => unknown += 1,
+                Err(e) => panic!("a put through the other endpoint failed: {e:?}"),
+            }
+        }
+        assert!(
+            up.connections() > 0,
+            "calls went through endpoint {}",
+            1 - down
+        );
+    }
+    let applied = direct.get(Get::new(&key)).await.unwrap().kvs[0].version;
+    assert!(
+        ok <= applied && applied <= ok + unknown && unknown <= 2,
+        "{ok} ok, {unknown} unknown: version {applied}"
+    );
+
+    // Both down.
+    t.proxy(0).set_mode(ProxyMode::Refuse);
+    t.cut();
+    let mut short = CallOptions::default();
+    short.timeout = Some(Duration::from_secs(1));
+    let started = Instant::now();
+    let read = c.call_with(Get::new(&key), short.clone()).await;
+    assert!(
+        matches!(
+            read,
+            Err(Error::DeadlineExceeded { .. } | Error::Transport { .. })
+        ),
+        "{read:?}"
+    );
+    let write = c.call_with(Put::new(&key, "none"), short).await;
+    match write {
+        Err(e @ (Error::DeadlineExceeded { .. } | Error::Transport { .. })) => {
+            assert!(!e.outcome_unknown(), "nothing could be sent: {e:?}")
+        }
+        other => panic!("expected a deadline or transport error, got {other:?}"),
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    assert_eq!(
+        direct.get(Get::new(&key)).await.unwrap().kvs[0].version,
+        applied
+    );
+
+    // Both back.
+    t.proxy(0).set_mode(ProxyMode::Forward);
+    t.proxy(1).set_mode(ProxyMode::Forward);
+    c.put(Put::new(&key, "back"))
+        .await
+        .expect("a put once the endpoints are back");
+    assert_eq!(
+        &direct.get(Get::new(&key)).await.unwrap().kvs[0].value[..],
+        b"back"
     );
 }
