@@ -12,7 +12,7 @@ use etcd_proto_core::rpc::{decode_response, UnaryRpc};
 use etcd_proto_core::{endpoints_from_members, CallOptions, Config, Core, Endpoint, Error, Watch};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::driver::{Command, Driver, StartFn};
+use crate::driver::{Command, Driver, StartFn, WatchFlow};
 use crate::runtime::Runtime;
 use crate::tls::TlsConnector;
 use crate::watch::Watcher;
@@ -220,16 +220,24 @@ impl Client {
     pub async fn watch(&self, watch: impl Into<Watch>) -> Result<Watcher, Error> {
         let (reply, created) = oneshot::channel();
         let (updates_tx, updates) = mpsc::unbounded_channel();
+        let flow = Arc::new(WatchFlow::default());
         self.inner
             .commands
             .send(Command::Watch {
                 watch: watch.into(),
                 reply,
                 updates: updates_tx,
+                flow: flow.clone(),
             })
             .map_err(|_| Error::ClientClosed)?;
         let (id, revision) = created.await.map_err(|_| Error::ClientClosed)??;
-        Ok(Watcher::new(self.inner.clone(), id, revision, updates))
+        Ok(Watcher::new(
+            self.inner.clone(),
+            id,
+            revision,
+            updates,
+            flow,
+        ))
     }
 
     /// Asks for a progress notification on the shared watch stream; every watcher of it

@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::{poll_fn, Future};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -62,13 +63,14 @@ pub(crate) enum Command {
         watch: Watch,
         reply: oneshot::Sender<Result<(WatchId, i64), Error>>,
         updates: mpsc::UnboundedSender<WatchUpdate>,
+        flow: Arc<WatchFlow>,
     },
     CancelWatch {
         watch: WatchId,
     },
+    /// The watcher consumed responses while its stream is paused for it (see [`WatchFlow`]).
     WatchConsumed {
         watch: WatchId,
-        bytes: usize,
     },
     RequestProgress {
         reply: oneshot::Sender<Result<(), Error>>,
@@ -106,9 +108,30 @@ pub(crate) enum WatchUpdate {
     Ended(Option<Error>),
 }
 
+/// How a watcher reports what it consumed without a message per response: it adds the bytes
+/// to `consumed`, which the driver collects whenever it delivers to that watcher. Only while
+/// the watcher is over its buffer limit (its stream paused, waiting for it) does the driver set
+/// `report`, and then every consumption also sends [`Command::WatchConsumed`] so the stream
+/// resumes promptly. Sequentially consistent: a watcher that reads `report` as false added its
+/// bytes before the driver set it, so the driver's collection right after setting it sees them.
+#[derive(Default)]
+pub(crate) struct WatchFlow {
+    consumed: AtomicUsize,
+    report: AtomicBool,
+}
+
+impl WatchFlow {
+    /// Called by the watcher for each response taken; true when the driver wants to hear.
+    pub(crate) fn consumed(&self, bytes: usize) -> bool {
+        self.consumed.fetch_add(bytes, SeqCst);
+        self.report.load(SeqCst)
+    }
+}
+
 struct WatchSlot {
     created: Option<oneshot::Sender<Result<(WatchId, i64), Error>>>,
     updates: mpsc::UnboundedSender<WatchUpdate>,
+    flow: Arc<WatchFlow>,
 }
 
 /// Hasher for the driver's maps, whose keys are sequential integer IDs: one multiply, no
@@ -601,6 +624,7 @@ impl<R: Runtime> Driver<R> {
                 watch,
                 reply,
                 updates,
+                flow,
             } => match self.core.watch(watch, now) {
                 Ok(id) => {
                     self.watches.insert(
@@ -608,6 +632,7 @@ impl<R: Runtime> Driver<R> {
                         WatchSlot {
                             created: Some(reply),
                             updates,
+                            flow,
                         },
                     );
                 }
@@ -619,7 +644,7 @@ impl<R: Runtime> Driver<R> {
                 self.watches.remove(&watch);
                 self.core.cancel_watch(watch, now);
             }
-            Command::WatchConsumed { watch, bytes } => self.core.watch_consumed(watch, bytes),
+            Command::WatchConsumed { watch } => self.collect_consumed(watch),
             Command::RequestProgress { reply } => {
                 let _ = reply.send(self.core.request_progress(now));
             }
@@ -823,6 +848,27 @@ impl<R: Runtime> Driver<R> {
         }
     }
 
+    /// Hands the core what a watcher consumed since the last collection, and arranges to be
+    /// told of every consumption while the watcher holds its stream paused (see [`WatchFlow`]).
+    fn collect_consumed(&mut self, watch: WatchId) {
+        let Some(slot) = self.watches.get(&watch) else {
+            return;
+        };
+        let flow = &slot.flow;
+        let mut over = self
+            .core
+            .watch_consumed(watch, flow.consumed.swap(0, SeqCst));
+        if over && !flow.report.load(SeqCst) {
+            flow.report.store(true, SeqCst);
+            over = self
+                .core
+                .watch_consumed(watch, flow.consumed.swap(0, SeqCst));
+        }
+        if !over && flow.report.load(SeqCst) {
+            flow.report.store(false, SeqCst);
+        }
+    }
+
     fn drain(&mut self, now: Instant) {
         loop {
             let mut progressed = false;
@@ -908,7 +954,9 @@ impl<R: Runtime> Driver<R> {
                                 .send(WatchUpdate::Response(response, size))
                                 .is_ok()
                         });
-                        if !delivered {
+                        if delivered {
+                            self.collect_consumed(watch);
+                        } else {
                             // The consumer is gone: stop the watcher.
                             self.watches.remove(&watch);
                             self.core.cancel_watch(watch, now);

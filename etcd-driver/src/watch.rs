@@ -8,7 +8,7 @@ use etcd_proto_core::{Error, WatchId, WatchResponse};
 use tokio::sync::mpsc;
 
 use crate::client::Inner;
-use crate::driver::{Command, WatchUpdate};
+use crate::driver::{Command, WatchFlow, WatchUpdate};
 
 /// A running watcher. Read it with [`Watcher::next`] (or as a `futures` `Stream` through
 /// [`Watcher::poll_next`]). It yields every event exactly once, in revision order, across
@@ -20,6 +20,7 @@ pub struct Watcher {
     id: WatchId,
     revision: i64,
     updates: mpsc::UnboundedReceiver<WatchUpdate>,
+    flow: Arc<WatchFlow>,
     done: bool,
 }
 
@@ -39,12 +40,14 @@ impl Watcher {
         id: WatchId,
         revision: i64,
         updates: mpsc::UnboundedReceiver<WatchUpdate>,
+        flow: Arc<WatchFlow>,
     ) -> Watcher {
         Watcher {
             inner,
             id,
             revision,
             updates,
+            flow,
             done: false,
         }
     }
@@ -76,11 +79,11 @@ impl Watcher {
         match self.updates.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(WatchUpdate::Response(response, size))) => {
-                if size > 0 {
-                    let _ = self.inner.commands.send(Command::WatchConsumed {
-                        watch: self.id,
-                        bytes: size,
-                    });
+                if size > 0 && self.flow.consumed(size) {
+                    let _ = self
+                        .inner
+                        .commands
+                        .send(Command::WatchConsumed { watch: self.id });
                 }
                 Poll::Ready(Some(Ok(response)))
             }

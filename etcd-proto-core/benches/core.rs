@@ -3,6 +3,8 @@
 //! * `put_encode`: a Put (8-byte key, 256-byte value) turned into its gRPC frame;
 //! * `range_decode_1000`: a RangeResponse with 1000 key-values decoded (values are slices of
 //!   the received buffer, not copies);
+//! * `watch_decode_1` / `watch_decode_100` (and `watch_decode_prost_*` for comparison): a
+//!   WatchResponse with 1 or 100 events (16-byte keys, 64-byte values) decoded, per event;
 //! * `watch_dispatch_10000` (and `_10` for comparison): one WatchResponse handed to the right
 //!   watcher among 10,000 (resp. 10) on one stream, through `Core::handle_data`;
 //! * `lease_renew_10000`: 10,000 kept leases renewed: due renewals sent in one batch, the
@@ -178,6 +180,53 @@ fn bench_range_decode() {
 
 /// `watchers` watchers on one stream, every one created; then one response at a time for a
 /// pseudo-random watcher, consumed at once.
+/// A WatchResponse as the benchmark's watch rows receive it: `events` PUT events of a
+/// 16-byte key and a 64-byte value, with a full header.
+fn watch_response_bytes(events: usize) -> Bytes {
+    let resp = PbWatchResponse {
+        header: Some(ResponseHeader {
+            cluster_id: 0xcdf8_18f2_3c61_5c41,
+            member_id: 0x8e9e_05c5_2164_694d,
+            revision: 1_234_567,
+            raft_term: 2,
+        }),
+        watch_id: 517,
+        events: (0..events)
+            .map(|i| PbEvent {
+                r#type: 0,
+                kv: Some(KeyValue {
+                    key: Bytes::from(format!("wp/{i:013}")),
+                    create_revision: 1_000_000 + i as i64,
+                    mod_revision: 1_234_000 + i as i64,
+                    version: 3,
+                    value: Bytes::from(vec![b'x'; 64]),
+                    lease: 0,
+                }),
+                prev_kv: None,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    Bytes::from(resp.encode_to_vec())
+}
+
+/// The hand-written watch decoder against prost's, per event.
+fn bench_watch_decode() {
+    for events in [1, 100] {
+        let msg = watch_response_bytes(events);
+        measure(&format!("watch_decode_{events}"), events as u64, || {
+            black_box(etcd_proto_core::wire::decode_watch_response(black_box(&msg)).unwrap());
+        });
+        measure(
+            &format!("watch_decode_prost_{events}"),
+            events as u64,
+            || {
+                black_box(PbWatchResponse::decode(black_box(msg.clone())).unwrap());
+            },
+        );
+    }
+}
+
 fn bench_watch_dispatch(watchers: usize) {
     let mut sim = Sim::new();
     let ids: Vec<WatchId> = (0..watchers)
@@ -319,6 +368,7 @@ fn bench_lease_renewals() {
 fn main() {
     bench_put_encode();
     bench_range_decode();
+    bench_watch_decode();
     bench_watch_dispatch(10);
     bench_watch_dispatch(10_000);
     bench_lease_renewals();

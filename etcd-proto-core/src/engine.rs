@@ -4,7 +4,7 @@
 //! Inputs are method calls (`start_unary`, `cancel`, `handle_*`), outputs are polled
 //! (`poll_transmit`, `poll_event`, `poll_timeout`). See the crate docs for the drain rule.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -434,6 +434,11 @@ pub struct Core {
     streams: IdHashMap<StreamId, StreamOwner>,
     watchers: IdHashMap<WatchId, Watcher>,
     groups: IdHashMap<GroupKey, Group>,
+    /// Leaders of shared server watches, by what they watch.
+    watch_shares: HashMap<watch::ShareKey, WatchId>,
+    /// The highest store revision seen in a response header (a new watcher that shares a
+    /// server watch starts after it).
+    max_revision: i64,
     next_watch: u64,
     keeper: Keeper,
     deadlines: BTreeSet<(Instant, CallId)>,
@@ -471,6 +476,8 @@ impl Core {
             streams: IdHashMap::default(),
             watchers: IdHashMap::default(),
             groups: IdHashMap::default(),
+            watch_shares: HashMap::new(),
+            max_revision: 0,
             next_watch: 1,
             keeper: Keeper::new(),
             deadlines: BTreeSet::new(),
@@ -1673,9 +1680,20 @@ impl Core {
             self.backoffs.remove(&(until, id));
         }
         match call.owner {
-            Owner::User => self
-                .events
-                .push_back(Event::CallFinished { call: id, result }),
+            Owner::User => {
+                if let Ok(body) = &result {
+                    if call.method.path.starts_with("/etcdserverpb.")
+                        || call.method.path.starts_with("/v3lockpb.")
+                        || call.method.path.starts_with("/v3electionpb.")
+                    {
+                        // Every etcd response starts with its header.
+                        let revision = crate::wire::header_revision(body);
+                        self.max_revision = self.max_revision.max(revision);
+                    }
+                }
+                self.events
+                    .push_back(Event::CallFinished { call: id, result })
+            }
             Owner::Auth => self.auth_finished(result, now),
             Owner::Sync => self.sync_finished(result, now),
             Owner::Resync(watch) => self.resync_finished(watch, result, now),

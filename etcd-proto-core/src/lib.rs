@@ -38,6 +38,7 @@
 //! * [`error`]: typed errors, including every etcd error string.
 //! * [`rpc`]: typed requests ([`rpc::kv::Get`], [`rpc::kv::Put`], [`rpc::kv::Txn`], ...), each
 //!   knowing its path, response type and retry class; raw protobuf requests work too.
+//! * [`wire`]: the hand-written decoder of watch responses (the hot path).
 //! * [`Core`]: endpoints, connections, calls and deadlines.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -53,6 +54,7 @@ pub mod retry;
 pub mod rng;
 pub mod rpc;
 pub mod status;
+pub mod wire;
 
 pub use config::{Config, Credentials, TlsConfig};
 pub use endpoint::{Endpoint, Scheme};

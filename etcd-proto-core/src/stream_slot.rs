@@ -71,28 +71,40 @@ impl StreamSlot {
     }
 
     /// Feeds received bytes; returns the complete messages, or the framing error after the
-    /// messages before it. The body of a non-200 response is not gRPC and is ignored (the
-    /// outcome comes from the trailers or the HTTP status).
+    /// messages before it.
     pub(crate) fn push(&mut self, data: Bytes) -> (Vec<Bytes>, Option<Error>) {
+        self.feed(data);
         let mut messages = Vec::new();
-        let StreamSlot::Open {
+        loop {
+            match self.next_message() {
+                Ok(Some(msg)) => messages.push(msg),
+                Ok(None) => return (messages, None),
+                Err(e) => return (messages, Some(e)),
+            }
+        }
+    }
+
+    /// Feeds received bytes, to be taken with [`StreamSlot::next_message`]. The body of a
+    /// non-200 response is not gRPC and is ignored (the outcome comes from the trailers or the
+    /// HTTP status).
+    pub(crate) fn feed(&mut self, data: Bytes) {
+        if let StreamSlot::Open {
             decoder,
             http_status,
             ..
         } = self
-        else {
-            return (messages, None);
-        };
-        if http_status.is_some_and(|s| s != StatusCode::OK) {
-            return (messages, None);
-        }
-        decoder.push(data);
-        loop {
-            match decoder.next_message() {
-                Ok(Some(msg)) => messages.push(msg),
-                Ok(None) => return (messages, None),
-                Err(e) => return (messages, Some(e.into())),
+        {
+            if http_status.is_none_or(|s| s == StatusCode::OK) {
+                decoder.push(data);
             }
+        }
+    }
+
+    /// The next complete message fed, or the framing error.
+    pub(crate) fn next_message(&mut self) -> Result<Option<Bytes>, Error> {
+        match self {
+            StreamSlot::Open { decoder, .. } => decoder.next_message().map_err(Error::from),
+            _ => Ok(None),
         }
     }
 

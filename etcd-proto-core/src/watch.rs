@@ -27,7 +27,7 @@
 //! watchers sharing that stream wait for the slowest one. A watcher that must not wait for
 //! others (or hold them up) can ask for its own stream with [`Watch::own_stream`].
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -44,6 +44,7 @@ use super::stream_slot::{reopen_pause, StreamSlot};
 use super::{CallOptions, Core, EndpointId, Event, StreamId, StreamOwner, Transmit};
 use crate::error::{Error, EtcdErrorKind};
 use crate::grpc::encode_message;
+use crate::idhash::IdHashMap;
 use crate::rpc::kv::{End, KeyRange};
 use crate::rpc::IntoBytes;
 use crate::status::{Code, Status};
@@ -253,6 +254,25 @@ pub(crate) struct Watcher {
     resync: bool,
     /// Re-reading the range after a compaction: not created on the stream meanwhile.
     resyncing: bool,
+    /// A follower: no watch of its own on the server, it gets copies of this watcher's
+    /// responses (see "Shared server watches" in the module docs).
+    leader: Option<WatchId>,
+    /// The followers of a leader.
+    followers: Vec<WatchId>,
+    /// Under which key it leads (in `Core::watch_shares`), when it may be followed.
+    share: Option<ShareKey>,
+}
+
+/// What makes two watches identical on the server: they can share one server watch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ShareKey {
+    group: GroupKey,
+    key: Bytes,
+    range_end: Bytes,
+    filters: Vec<i32>,
+    prev_kv: bool,
+    progress_notify: bool,
+    fragment: bool,
 }
 
 #[derive(Debug)]
@@ -260,10 +280,12 @@ pub(crate) struct Group {
     pub(crate) state: StreamSlot,
     members: BTreeSet<WatchId>,
     pending_creates: VecDeque<WatchId>,
-    fragments: HashMap<i64, (ResponseHeader, Vec<mvccpb::Event>, usize)>,
+    /// Keyed by wire IDs of our own watchers only (checked before insertion).
+    fragments: IdHashMap<i64, (ResponseHeader, Vec<mvccpb::Event>, usize)>,
     cancelled_unknown: HashSet<i64>,
     /// Wire watch ID to watcher.
-    wire: HashMap<i64, WatchId>,
+    /// Wire watch ID to watcher (inserted with our own IDs only, so no SipHash needed).
+    wire: IdHashMap<i64, WatchId>,
     /// Received bytes not handed back to flow control because a watcher is over its limit.
     held: usize,
     /// Watchers over their buffer limit.
@@ -279,9 +301,9 @@ impl Group {
             state: StreamSlot::Waiting,
             members: BTreeSet::new(),
             pending_creates: VecDeque::new(),
-            fragments: HashMap::new(),
+            fragments: IdHashMap::default(),
             cancelled_unknown: HashSet::new(),
-            wire: HashMap::new(),
+            wire: IdHashMap::default(),
             held: 0,
             over_limit: 0,
             failures: 0,
@@ -292,6 +314,10 @@ impl Group {
 
     pub(crate) fn open_on(&self) -> Option<(StreamId, EndpointId)> {
         self.state.open_on()
+    }
+
+    fn has_fragments_of(&self, wire_id: i64) -> bool {
+        !self.fragments.is_empty() && self.fragments.contains_key(&wire_id)
     }
 }
 
@@ -359,12 +385,33 @@ impl Core {
                 require_leader: watch.require_leader,
             }
         };
+        // Only watches from "now" share, and never those with their own stream or a resync.
+        let share =
+            (!watch.own_stream && watch.start_revision == 0 && !watch.resync).then(|| ShareKey {
+                group,
+                key: create.key.clone(),
+                range_end: create.range_end.clone(),
+                filters: create.filters.clone(),
+                prev_kv: create.prev_kv,
+                progress_notify: create.progress_notify,
+                fragment: create.fragment,
+            });
+        let leader = share
+            .as_ref()
+            .and_then(|k| self.watch_shares.get(k).copied())
+            .filter(|l| self.watchers.contains_key(l));
         self.watchers.insert(
             id,
             Watcher {
                 group,
-                // A negative start is sent as is: the server rejects it as compacted.
-                next_rev: watch.start_revision,
+                // A negative start is sent as is: the server rejects it as compacted. A
+                // follower starts after every revision this client has seen, so it never
+                // reports a change the application made before it asked to watch.
+                next_rev: if leader.is_some() {
+                    self.max_revision + 1
+                } else {
+                    watch.start_revision
+                },
                 create,
                 created: false,
                 announced: false,
@@ -376,8 +423,22 @@ impl Core {
                 auth_retries: 0,
                 resync: watch.resync,
                 resyncing: false,
+                leader,
+                followers: Vec::new(),
+                share: if leader.is_none() { share } else { None },
             },
         );
+        if let Some(leader) = leader {
+            let l = self.watchers.get_mut(&leader).expect("checked above");
+            l.followers.push(id);
+            if l.announced {
+                self.announce_follower(id);
+            }
+            return Ok(id);
+        }
+        if let Some(share) = self.watchers[&id].share.clone() {
+            self.watch_shares.insert(share, id);
+        }
         let g = self
             .groups
             .entry(group)
@@ -389,6 +450,84 @@ impl Core {
         }
         self.dispatch(now);
         Ok(id)
+    }
+
+    /// A follower's leader is created: the follower is too, at the later of the leader's
+    /// position and its own.
+    fn announce_follower(&mut self, id: WatchId) {
+        let Some(leader_rev) = self
+            .watchers
+            .get(&id)
+            .and_then(|f| f.leader)
+            .and_then(|l| self.watchers.get(&l))
+            .map(|l| l.next_rev)
+        else {
+            return;
+        };
+        let Some(f) = self.watchers.get_mut(&id) else {
+            return;
+        };
+        if f.announced {
+            return;
+        }
+        f.next_rev = f.next_rev.max(leader_rev);
+        f.created = true;
+        f.announced = true;
+        let revision = f.next_rev - 1;
+        let created_notify = f.created_notify;
+        self.events.push_back(Event::WatchCreated {
+            watch: id,
+            revision,
+        });
+        if created_notify {
+            let header = ResponseHeader {
+                revision,
+                ..Default::default()
+            };
+            self.deliver(id, WatchResponseKind::Created, header, Vec::new(), 0);
+        }
+    }
+
+    /// A leader leaves while followers remain: the one furthest behind takes over its server
+    /// watch (wire ID, stream membership, pending create), so the server is not asked to
+    /// cancel and re-create anything, and every follower still resumes correctly after a
+    /// failure (the new leader's position is the lowest of them).
+    fn promote_follower(&mut self, old: &mut Watcher, old_id: WatchId) {
+        let followers = std::mem::take(&mut old.followers);
+        let Some(&new_id) = followers
+            .iter()
+            .filter(|f| self.watchers.contains_key(f))
+            .min_by_key(|f| self.watchers[f].next_rev)
+        else {
+            return;
+        };
+        let rest: Vec<WatchId> = followers.into_iter().filter(|f| *f != new_id).collect();
+        for f in &rest {
+            if let Some(w) = self.watchers.get_mut(f) {
+                w.leader = Some(new_id);
+            }
+        }
+        let n = self.watchers.get_mut(&new_id).expect("checked above");
+        n.leader = None;
+        n.followers = rest;
+        n.create = old.create.clone();
+        n.wire_id = old.wire_id;
+        n.created = old.created;
+        n.auth_retries = old.auth_retries;
+        n.share = old.share.take();
+        if let Some(share) = &n.share {
+            self.watch_shares.insert(share.clone(), new_id);
+        }
+        if let Some(g) = self.groups.get_mut(&old.group) {
+            g.members.remove(&old_id);
+            g.members.insert(new_id);
+            g.wire.insert(old.wire_id, new_id);
+            for pending in g.pending_creates.iter_mut() {
+                if *pending == old_id {
+                    *pending = new_id;
+                }
+            }
+        }
     }
 
     /// Cancels a watcher: the server is told, and [`Event::WatchEnded`] follows with no error.
@@ -421,17 +560,22 @@ impl Core {
     }
 
     /// The application took `bytes` (as reported in [`Event::WatchResponse`]) of a watcher's
-    /// responses: flow-control capacity held back for it may be released.
-    pub fn watch_consumed(&mut self, id: WatchId, bytes: usize) {
+    /// responses: flow-control capacity held back for it may be released. Returns whether the
+    /// watcher is still over its buffer limit (its stream stays paused until it is not): a
+    /// driver may report consumption lazily, in batches, as long as it reports promptly while
+    /// this is true. Reporting 0 bytes just asks.
+    pub fn watch_consumed(&mut self, id: WatchId, bytes: usize) -> bool {
         let Some(w) = self.watchers.get_mut(&id) else {
-            return;
+            return false;
         };
         w.buffered = w.buffered.saturating_sub(bytes);
         if w.over && w.buffered <= w.limit {
             w.over = false;
             let group = w.group;
             self.below_limit(group);
+            return false;
         }
+        w.over
     }
 
     /// A watcher of `group` came back under its limit: when none is over, hand back what was
@@ -513,8 +657,10 @@ impl Core {
         let group = w.group;
         let created = w.created;
         let wire_id = w.wire_id;
+        // A follower has no server watch; a leader with followers hands its over.
+        let on_server = w.leader.is_none() && (w.followers.is_empty() || error.is_some());
         if let Some((stream, _)) = self.groups.get(&group).and_then(Group::open_on) {
-            if created {
+            if created && on_server {
                 self.send_cancel(stream, wire_id);
             }
         }
@@ -523,11 +669,36 @@ impl Core {
     }
 
     fn finish_watcher(&mut self, id: WatchId, error: Option<Error>) {
-        let Some(w) = self.watchers.remove(&id) else {
+        let Some(mut w) = self.watchers.remove(&id) else {
             return;
         };
         if w.over {
             self.below_limit(w.group);
+        }
+        if let Some(leader) = w.leader {
+            if let Some(l) = self.watchers.get_mut(&leader) {
+                l.followers.retain(|f| *f != id);
+            }
+            self.events
+                .push_back(Event::WatchEnded { watch: id, error });
+            return;
+        }
+        if !w.followers.is_empty() {
+            if error.is_none() {
+                self.promote_follower(&mut w, id);
+                self.events
+                    .push_back(Event::WatchEnded { watch: id, error });
+                return;
+            }
+            // What ended the server watch ends every copy of it.
+            for f in std::mem::take(&mut w.followers) {
+                self.finish_watcher(f, error.clone());
+            }
+        }
+        if let Some(share) = &w.share {
+            if self.watch_shares.get(share) == Some(&id) {
+                self.watch_shares.remove(share);
+            }
         }
         if let Some(g) = self.groups.get_mut(&w.group) {
             g.wire.remove(&w.wire_id);
@@ -694,14 +865,24 @@ impl Core {
         let Some(g) = self.groups.get_mut(&key) else {
             return;
         };
-        let (messages, failure) = g.state.push(data);
+        g.state.feed(data);
         self.received(key, data_len);
-        for msg in messages {
-            self.watch_message(key, msg, now);
+        // One message at a time: handling one may end or reopen the stream, after which the
+        // rest of this chunk belongs to nobody.
+        loop {
+            let Some(g) = self.groups.get_mut(&key) else {
+                return;
+            };
+            match g.state.next_message() {
+                Ok(Some(msg)) => self.watch_message(key, msg, now),
+                Ok(None) => break,
+                Err(e) => {
+                    self.watch_stream_failed(key, e, true, now);
+                    return;
+                }
+            }
         }
-        if let Some(e) = failure {
-            self.watch_stream_failed(key, e, true, now);
-        } else if end_stream {
+        if end_stream {
             self.watch_stream_ended(key, None, now);
         }
     }
@@ -819,7 +1000,7 @@ impl Core {
     /// One WatchResponse message of the group's stream.
     fn watch_message(&mut self, key: GroupKey, msg: Bytes, now: Instant) {
         let size = msg.len() + crate::grpc::PREFIX_LEN;
-        let resp = match PbWatchResponse::decode(msg) {
+        let resp = match crate::wire::decode_watch_response(&msg) {
             Ok(r) => r,
             Err(e) => {
                 let error = Error::Protocol(format!("undecodable watch response: {e}"));
@@ -868,17 +1049,19 @@ impl Core {
             // resume point (they would be dropped as replays).
             let members: Vec<WatchId> = self.groups[&key].members.iter().copied().collect();
             for id in members {
-                let Some(next_rev) = self
-                    .watchers
-                    .get(&id)
-                    .filter(|w| w.created)
-                    .map(|w| w.next_rev)
-                else {
+                let Some(w) = self.watchers.get(&id).filter(|w| w.created) else {
                     continue;
                 };
+                // The leader's followers get it through the leader: keep their positions too.
+                let positions: Vec<(WatchId, i64)> = std::iter::once(id)
+                    .chain(w.followers.iter().copied())
+                    .filter_map(|f| self.watchers.get(&f).map(|w| (f, w.next_rev)))
+                    .collect();
                 self.deliver(id, WatchResponseKind::Progress, header, Vec::new(), 0);
-                if let Some(w) = self.watchers.get_mut(&id) {
-                    w.next_rev = next_rev;
+                for (f, next_rev) in positions {
+                    if let Some(w) = self.watchers.get_mut(&f) {
+                        w.next_rev = next_rev;
+                    }
                 }
             }
             return;
@@ -894,7 +1077,7 @@ impl Core {
             return;
         };
         let (header, events, size) =
-            if resp.fragment || self.groups[&key].fragments.contains_key(&resp.watch_id) {
+            if resp.fragment || self.groups[&key].has_fragments_of(resp.watch_id) {
                 let g = self.groups.get_mut(&key).expect("group exists");
                 let entry = g
                     .fragments
@@ -991,12 +1174,18 @@ impl Core {
         if !w.announced {
             w.announced = true;
             let created_notify = w.created_notify;
+            // A promoted follower may already be past the server's creation revision.
+            let revision = header.revision.max(w.next_rev - 1);
+            let followers = w.followers.clone();
             self.events.push_back(Event::WatchCreated {
                 watch: id,
-                revision: header.revision,
+                revision,
             });
             if created_notify {
                 self.deliver(id, WatchResponseKind::Created, header, Vec::new(), 0);
+            }
+            for f in followers {
+                self.announce_follower(f);
             }
         }
     }
@@ -1011,6 +1200,26 @@ impl Core {
         mut events: Vec<mvccpb::Event>,
         size: usize,
     ) {
+        if header.revision > self.max_revision {
+            self.max_revision = header.revision;
+        }
+        let Some(w) = self.watchers.get_mut(&id) else {
+            return;
+        };
+        if !w.followers.is_empty() && kind != WatchResponseKind::Created {
+            let followers = w.followers.clone();
+            for f in followers {
+                let copy = match self.watchers.get(&f) {
+                    Some(fw) if fw.announced => events
+                        .iter()
+                        .filter(|e| e.kv.as_ref().map_or(0, |kv| kv.mod_revision) >= fw.next_rev)
+                        .cloned()
+                        .collect(),
+                    _ => continue,
+                };
+                self.deliver(f, kind, header, copy, size);
+            }
+        }
         let Some(w) = self.watchers.get_mut(&id) else {
             return;
         };

@@ -12,6 +12,8 @@ mod frame_decoder;
 mod response_decode;
 #[path = "../../fuzz/targets_impl/status_headers.rs"]
 mod status_headers;
+#[path = "../../fuzz/targets_impl/watch_decode.rs"]
+mod watch_decode;
 #[path = "../../fuzz/targets_impl/watch_sequence.rs"]
 mod watch_sequence;
 
@@ -92,11 +94,58 @@ fn targets_survive_pseudo_random_inputs() {
             status_headers::run(&data);
             engine_unary::run(&data);
             watch_sequence::run(&data);
+            watch_decode::run(&data);
         });
         if let Err(panic) = outcome {
             let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
             eprintln!("failing input ({} bytes): {hex}", data.len());
             std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+#[test]
+fn watch_decode_corpus() {
+    replay("watch_decode", watch_decode::run);
+}
+
+/// Random inputs rarely get past a decoder's first bytes; mutating valid watch responses
+/// (byte changes, insertions, deletions, cuts) explores the decoder's error paths and merges.
+#[test]
+fn watch_decode_agrees_with_prost_on_mutated_seeds() {
+    let dir = corpus_dir("watch_decode");
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for entry in std::fs::read_dir(&dir).expect("corpus") {
+        let seed = std::fs::read(entry.expect("entry").path()).expect("seed");
+        for _ in 0..3000 {
+            let mut data = seed.clone();
+            for _ in 0..1 + next() % 3 {
+                let at = if data.is_empty() {
+                    0
+                } else {
+                    (next() as usize) % data.len()
+                };
+                match next() % 4 {
+                    0 if !data.is_empty() => data[at] = next() as u8,
+                    1 => data.insert(at, next() as u8),
+                    2 if !data.is_empty() => {
+                        data.remove(at);
+                    }
+                    _ => data.truncate(at),
+                }
+            }
+            let outcome = std::panic::catch_unwind(|| watch_decode::run(&data));
+            if let Err(panic) = outcome {
+                let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+                eprintln!("failing input ({} bytes): {hex}", data.len());
+                std::panic::resume_unwind(panic);
+            }
         }
     }
 }

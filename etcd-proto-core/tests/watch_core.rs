@@ -1110,3 +1110,209 @@ fn under_the_limit_every_chunk_is_released_at_once() {
     sim.data(stream, next.clone());
     assert_eq!(sim.out().releases, [(stream, next.len())]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Shared server watches (identical watches from "now" share one server watch)
+// ---------------------------------------------------------------------------------------------
+
+/// A watcher's Created announcement (revision), from a list of events.
+fn created_revision(events: &[Event], id: WatchId) -> Option<i64> {
+    events.iter().find_map(|e| match e {
+        Event::WatchCreated { watch, revision } if *watch == id => Some(*revision),
+        _ => None,
+    })
+}
+
+/// The events each watcher got, by watcher.
+fn revisions_by_watcher(events: Vec<Event>) -> Vec<(WatchId, Vec<i64>)> {
+    responses(events)
+        .into_iter()
+        .map(|(id, resp, _)| (id, revisions(&resp)))
+        .collect()
+}
+
+#[test]
+fn identical_watches_share_one_server_watch_and_each_gets_every_event() {
+    let mut sim = Sim::new();
+    let leader = sim.watch(Watch::new("p/").prefix());
+    let follower = sim.watch(Watch::new("p/").prefix());
+    let other = sim.watch(Watch::new("p/").prefix().prev_kv()); // different options
+    let opened = sim.open_watch_stream();
+    let c = creates(&opened.body);
+    let wires: Vec<i64> = c.iter().map(|c| c.watch_id).collect();
+    assert_eq!(
+        wires,
+        [leader.0 as i64, other.0 as i64],
+        "one create per distinct watch"
+    );
+    sim.message(opened.stream, &created(leader.0 as i64, 10));
+    sim.message(opened.stream, &created(other.0 as i64, 10));
+    let events = sim.drain_events();
+    assert_eq!(created_revision(&events, leader), Some(10));
+    assert_eq!(created_revision(&events, follower), Some(10));
+    assert_eq!(created_revision(&events, other), Some(10));
+
+    sim.message(
+        opened.stream,
+        &events_at(leader.0 as i64, 12, vec![put("p/a", 11), put("p/b", 12)]),
+    );
+    let got = revisions_by_watcher(sim.drain_events());
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.contains(&(leader, vec![11, 12])));
+    assert!(got.contains(&(follower, vec![11, 12])));
+    assert_eq!(sim.core.watchers(), 3);
+}
+
+#[test]
+fn a_late_follower_starts_after_what_the_client_has_seen() {
+    let (mut sim, ids, stream) = setup(vec![Watch::new("k")], 10);
+    // The application writes (revision 15) and its answer comes back before it watches; the
+    // server has not yet sent the leader that event.
+    let now = sim.now;
+    let _put = sim
+        .core
+        .start_unary(
+            etcd_proto_core::rpc::kv::Put::new("k", "v"),
+            Default::default(),
+            now,
+        )
+        .unwrap();
+    let put_stream = sim.out().one_open().stream;
+    sim.respond(
+        put_stream,
+        &etcd_proto_core::proto::etcdserverpb::PutResponse {
+            header: Some(header(15)),
+            prev_kv: None,
+        },
+    );
+    let _ = sim.events();
+    let follower = sim.watch(Watch::new("k"));
+    let out = sim.out();
+    assert!(
+        out.sends.is_empty() && out.opens.is_empty(),
+        "no create: {out:?}"
+    );
+    let events = sim.events();
+    assert_eq!(created_revision(&events, follower), Some(15));
+    sim.message(stream, &events_at(1, 16, vec![put("k", 15), put("k", 16)]));
+    let got = revisions_by_watcher(sim.drain_events());
+    assert!(got.contains(&(follower, vec![16])), "{got:?}");
+    assert!(got.contains(&(ids[0], vec![15, 16])), "{got:?}");
+}
+
+#[test]
+fn cancelling_the_leader_hands_its_server_watch_to_a_follower() {
+    let (mut sim, ids, stream) = setup(vec![Watch::new("k")], 10);
+    let f1 = sim.watch(Watch::new("k"));
+    let f2 = sim.watch(Watch::new("k"));
+    let _ = sim.drain_events();
+    let now = sim.now;
+    sim.core.cancel_watch(ids[0], now);
+    let out = sim.out();
+    assert!(
+        out.sends.is_empty() && out.resets.is_empty(),
+        "no cancel: {out:?}"
+    );
+    let events = sim.events();
+    assert!(
+        matches!(events.as_slice(), [Event::WatchEnded { watch, error: None }] if *watch == ids[0]),
+        "{events:?}"
+    );
+    // The server watch (wire ID 1) goes on, now for the followers.
+    sim.message(stream, &events_at(1, 11, vec![put("k", 11)]));
+    let got = revisions_by_watcher(sim.drain_events());
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.contains(&(f1, vec![11])) && got.contains(&(f2, vec![11])));
+    // After a failure only the new leader is re-created, under the same wire ID.
+    let opened = sim.break_stream(stream);
+    let c = creates(&opened.body);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0].watch_id, 1);
+    assert_eq!(c[0].start_revision, 12);
+    sim.message(opened.stream, &created(1, 12));
+    sim.message(opened.stream, &events_at(1, 13, vec![put("k", 13)]));
+    let got = revisions_by_watcher(sim.drain_events());
+    assert!(
+        got.contains(&(f1, vec![13])) && got.contains(&(f2, vec![13])),
+        "{got:?}"
+    );
+    // The last one out cancels the server watch.
+    sim.core.cancel_watch(f1, now);
+    assert!(sim.out().sends.is_empty());
+    let _ = sim.events();
+    sim.core.cancel_watch(f2, now);
+    let out = sim.out();
+    assert_eq!(out.resets, [(opened.stream, RESET_CANCEL)], "{out:?}");
+    for s in &out.sends {
+        assert_eq!(cancels(&s.data), [1]);
+    }
+    assert_eq!(sim.core.watchers(), 0);
+}
+
+#[test]
+fn followers_of_a_pending_leader_are_created_with_it_and_end_with_it() {
+    let mut sim = Sim::new();
+    let leader = sim.watch(Watch::new("k"));
+    let follower = sim.watch(Watch::new("k").created_notify());
+    let opened = sim.open_watch_stream();
+    assert_eq!(creates(&opened.body).len(), 1);
+    assert!(sim.events().is_empty(), "nothing created yet");
+    sim.message(opened.stream, &created(1, 20));
+    let events = sim.drain_events();
+    assert_eq!(created_revision(&events, leader), Some(20));
+    assert_eq!(created_revision(&events, follower), Some(20));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::WatchResponse { watch, response, .. }
+            if *watch == follower && response.kind == WatchResponseKind::Created)),
+        "created_notify is the follower's own: {events:?}"
+    );
+    // Compaction ends the server watch: both end with it.
+    sim.message(opened.stream, &compacted(1, 30, 25));
+    let events = sim.events();
+    for id in [leader, follower] {
+        assert!(
+            events.iter().any(|e| matches!(e, Event::WatchEnded { watch, error: Some(Error::WatchCompacted { compact_revision: 25 }) } if *watch == id)),
+            "{id:?} ends compacted: {events:?}"
+        );
+    }
+    assert_eq!(sim.core.watchers(), 0);
+}
+
+#[test]
+fn a_stream_wide_progress_reaches_followers_once_and_moves_no_one() {
+    let (mut sim, ids, stream) = setup(vec![Watch::new("k")], 10);
+    let follower = sim.watch(Watch::new("k"));
+    let _ = sim.drain_events();
+    let now = sim.now;
+    sim.core.request_progress(now).unwrap();
+    let _ = sim.out();
+    sim.message(stream, &progress(-1, 15));
+    let got = responses(sim.drain_events());
+    let kinds: Vec<(WatchId, WatchResponseKind)> =
+        got.iter().map(|(id, r, _)| (*id, r.kind)).collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert!(kinds.contains(&(ids[0], WatchResponseKind::Progress)));
+    assert!(kinds.contains(&(follower, WatchResponseKind::Progress)));
+    // An event at 12 that was still behind the progress reaches both.
+    sim.message(stream, &events_at(1, 12, vec![put("k", 12)]));
+    let got = revisions_by_watcher(sim.drain_events());
+    assert!(got.contains(&(ids[0], vec![12])) && got.contains(&(follower, vec![12])));
+}
+
+#[test]
+fn watches_from_a_revision_or_with_their_own_stream_do_not_share() {
+    let (mut sim, _ids, stream) = setup(vec![Watch::new("k")], 10);
+    let _historic = sim.watch(Watch::new("k").start_revision(5));
+    let _own = sim.watch(Watch::new("k").own_stream());
+    let _resync = sim.watch(Watch::new("k").resync_on_compaction());
+    let out = sim.out();
+    let on_shared: usize = out
+        .sends
+        .iter()
+        .filter(|s| s.stream == stream)
+        .map(|s| creates(&s.data).len())
+        .sum();
+    assert_eq!(on_shared, 2, "the historic and the resync watch: {out:?}");
+}

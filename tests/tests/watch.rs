@@ -163,3 +163,54 @@ per_version!(
         let _ = Put::new("unused", "");
     }
 );
+
+// A watcher that does not read holds its stream paused once it is over its buffer limit (the
+// server stops sending: nothing buffers without bound), its stream mates wait with it, and
+// once it reads again everything arrives, in order, for both. This is the driver's lazy
+// consumption accounting end to end: consumption is reported without a message per response,
+// but promptly while the stream is paused.
+per_version!(
+    a_slow_watcher_pauses_its_stream_and_nothing_is_lost,
+    |version| {
+        const PUTS: usize = 600;
+        let (c, p) = shared_client(version, "watch_slow_consumer");
+        let mut slow = c
+            .watch(Watch::new(&p).prefix().buffer_bytes(16 << 10))
+            .await
+            .unwrap();
+        let mut mate = c.watch(Watch::new(&p).prefix()).await.unwrap();
+        let value = "v".repeat(4 << 10);
+        for i in 0..PUTS {
+            c.put((format!("{p}{i:04}"), value.as_str())).await.unwrap();
+        }
+        // 2.4 MiB were written; the stream's 1 MiB window closes behind the slow watcher.
+        let mut mate_events = Vec::new();
+        let stalled = tokio::time::timeout(Duration::from_secs(2), async {
+            while mate_events.len() < PUTS {
+                let resp = next(&mut mate).await;
+                mate_events.extend(resp.events.into_iter().map(|e| e.kv.unwrap().mod_revision));
+            }
+        })
+        .await
+        .is_err();
+        assert!(
+            stalled,
+            "the stream mate got all {PUTS} events although the slow watcher read nothing"
+        );
+        assert!(mate_events.len() < PUTS);
+        // The slow watcher reads everything: the stream resumes.
+        let slow_events = events(&mut slow, PUTS).await;
+        assert_eq!(slow_events.len(), PUTS);
+        for (i, (key, kind, _)) in slow_events.iter().enumerate() {
+            assert_eq!(key, &format!("{p}{i:04}"));
+            assert_eq!(*kind, EventType::Put);
+        }
+        assert!(slow_events.windows(2).all(|w| w[0].2 < w[1].2));
+        while mate_events.len() < PUTS {
+            let resp = next(&mut mate).await;
+            mate_events.extend(resp.events.into_iter().map(|e| e.kv.unwrap().mod_revision));
+        }
+        let slow_revisions: Vec<i64> = slow_events.iter().map(|e| e.2).collect();
+        assert_eq!(mate_events, slow_revisions);
+    }
+);
