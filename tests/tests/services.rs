@@ -10,6 +10,7 @@ use common::*;
 use etcd_tests::{EtcdCluster, EtcdServer, EtcdVersion};
 use etcd_tokio::core::rpc::auth::Permission;
 use etcd_tokio::core::rpc::maintenance::AlarmType;
+use etcd_tokio::proto::etcdserverpb::Member;
 use etcd_tokio::{Client, Code, Error, EtcdErrorKind, InvalidRequest, Put};
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -23,6 +24,19 @@ fn kind<T: std::fmt::Debug>(r: Result<T, Error>) -> EtcdErrorKind {
             .unwrap_or_else(|| panic!("not an etcd error: {e:?}")),
         Ok(v) => panic!("expected an error, got {v:?}"),
     }
+}
+
+/// The member list once it no longer looks `stale`. 3.4 answers MemberList from the member's
+/// own view (3.5 linearizably), and a follower may not have applied a change yet.
+async fn members_once(c: &etcd_driver::Client, stale: impl Fn(&[Member]) -> bool) -> Vec<Member> {
+    for _ in 0..50 {
+        let members = c.member_list().await.unwrap().members;
+        if !stale(&members) {
+            return members;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.member_list().await.unwrap().members
 }
 
 per_version!(lease_unary_calls, |version| {
@@ -124,14 +138,20 @@ per_version!(cluster_membership, |version| {
     );
     let moved = format!("http://127.0.0.1:{}", etcd_tests::free_port());
     c.member_update(learner.id, [moved.as_str()]).await.unwrap();
-    let listed = c.member_list().await.unwrap().members;
+    let listed = members_once(&c, |members| {
+        members
+            .iter()
+            .any(|m| m.id == learner.id && m.peer_ur_ls != [moved.clone()])
+    })
+    .await;
     let updated = listed
         .iter()
         .find(|m| m.id == learner.id)
         .expect("learner listed");
     assert_eq!(updated.peer_ur_ls, std::slice::from_ref(&moved));
     c.member_remove(learner.id).await.unwrap();
-    assert_eq!(c.member_list().await.unwrap().members.len(), 3);
+    let listed = members_once(&c, |members| members.iter().any(|m| m.id == learner.id)).await;
+    assert_eq!(listed.len(), 3);
     assert_eq!(
         kind(c.member_remove(learner.id).await),
         EtcdErrorKind::MemberNotFound
