@@ -459,27 +459,33 @@ async fn run_watch<R: Rt>(
     });
     let hist = Arc::new(Hist::new());
 
-    // ---- setup: every watcher created (one task each, which then consumes its events).
+    // ---- setup: one task per client reads all of that client's watchers through one
+    // `WatchSet` (as the reference Rust peer reads one multiplexed stream per client).
     let setup_t0 = Instant::now();
-    for i in 0..watchers {
-        let stream = i % streams;
-        let client = clients[stream as usize % clients.len()].clone();
-        let watch = if prefix_mode {
-            Watch::new(prefix).prefix()
-        } else {
-            Watch::new(make_key(prefix, i, key_size))
-        };
+    for c in 0..real_streams {
+        let client = clients[c].clone();
+        // watch i -> stream i mod S -> client (i mod S) mod K
+        let mine: Vec<u64> = (0..watchers)
+            .filter(|i| (i % streams) as usize % clients.len() == c)
+            .collect();
         let shared = shared.clone();
         let hist = hist.clone();
         rt.detach(async move {
-            let mut watcher = match client.watch(watch).await {
-                Ok(w) => w,
-                Err(e) => fatal(&format!("watch creation: {e}")),
-            };
-            if shared.created.fetch_add(1, Ordering::AcqRel) + 1 == shared.watchers {
-                shared.all_created.notify_one();
+            let mut set = client.watch_set();
+            for i in mine {
+                let watch = if prefix_mode {
+                    Watch::new(prefix).prefix()
+                } else {
+                    Watch::new(make_key(prefix, i, key_size))
+                };
+                if let Err(e) = set.add(watch).await {
+                    fatal(&format!("watch creation: {e}"));
+                }
+                if shared.created.fetch_add(1, Ordering::AcqRel) + 1 == shared.watchers {
+                    shared.all_created.notify_one();
+                }
             }
-            while let Some(resp) = watcher.next().await {
+            while let Some((_, resp)) = set.next().await {
                 let resp = match resp {
                     Ok(r) => r,
                     Err(e) => {

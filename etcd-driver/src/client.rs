@@ -9,13 +9,15 @@ use etcd_proto_core::proto::etcdserverpb::{
 };
 use etcd_proto_core::rpc::kv::{Compact, Delete, Get, Put, Txn};
 use etcd_proto_core::rpc::{decode_response, UnaryRpc};
-use etcd_proto_core::{endpoints_from_members, CallOptions, Config, Core, Endpoint, Error, Watch};
+use etcd_proto_core::{
+    endpoints_from_members, CallOptions, Config, Core, Endpoint, Error, Watch, WatchId,
+};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::driver::{Command, Driver, StartFn, WatchFlow};
+use crate::driver::{Command, Driver, StartFn, WatchFlow, WatchSender};
 use crate::runtime::Runtime;
 use crate::tls::TlsConnector;
-use crate::watch::Watcher;
+use crate::watch::{WatchSet, Watcher};
 
 pub(crate) struct Inner {
     pub(crate) commands: mpsc::UnboundedSender<Command>,
@@ -56,7 +58,36 @@ impl Drop for CancelOnDrop<'_> {
     }
 }
 
+/// Starts a watcher whose updates go to `updates`; waits until it is created.
+pub(crate) async fn start_watch(
+    inner: &Inner,
+    watch: Watch,
+    updates: WatchSender,
+) -> Result<(WatchId, i64, Arc<WatchFlow>), Error> {
+    let (reply, created) = oneshot::channel();
+    let flow = Arc::new(WatchFlow::default());
+    inner
+        .commands
+        .send(Command::Watch {
+            watch,
+            reply,
+            updates,
+            flow: flow.clone(),
+        })
+        .map_err(|_| Error::ClientClosed)?;
+    let (id, revision) = created.await.map_err(|_| Error::ClientClosed)??;
+    Ok((id, revision, flow))
+}
+
 impl Client {
+    async fn start_watch(
+        &self,
+        watch: Watch,
+        updates: WatchSender,
+    ) -> Result<(WatchId, i64, Arc<WatchFlow>), Error> {
+        start_watch(&self.inner, watch, updates).await
+    }
+
     /// Starts a driver on `runtime` for this configuration. Connections are opened lazily, by
     /// the first call.
     pub fn new<R: Runtime>(runtime: R, config: Config) -> Result<Client, Error> {
@@ -217,20 +248,11 @@ impl Client {
 
     /// Starts a watcher and waits until the server created it, so every change after this
     /// returns is seen: `client.watch(Watch::new("k").prefix())`.
+    ///
+    /// Identical watches marked [`Watch::coalesce`] share one watch on the server.
     pub async fn watch(&self, watch: impl Into<Watch>) -> Result<Watcher, Error> {
-        let (reply, created) = oneshot::channel();
         let (updates_tx, updates) = mpsc::unbounded_channel();
-        let flow = Arc::new(WatchFlow::default());
-        self.inner
-            .commands
-            .send(Command::Watch {
-                watch: watch.into(),
-                reply,
-                updates: updates_tx,
-                flow: flow.clone(),
-            })
-            .map_err(|_| Error::ClientClosed)?;
-        let (id, revision) = created.await.map_err(|_| Error::ClientClosed)??;
+        let (id, revision, flow) = self.start_watch(watch.into(), updates_tx).await?;
         Ok(Watcher::new(
             self.inner.clone(),
             id,
@@ -238,6 +260,11 @@ impl Client {
             updates,
             flow,
         ))
+    }
+
+    /// Many watchers read through one receiver: see [`WatchSet`].
+    pub fn watch_set(&self) -> WatchSet {
+        WatchSet::new(self.inner.clone())
     }
 
     /// Asks for a progress notification on the shared watch stream; every watcher of it

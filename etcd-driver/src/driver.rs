@@ -62,7 +62,7 @@ pub(crate) enum Command {
     Watch {
         watch: Watch,
         reply: oneshot::Sender<Result<(WatchId, i64), Error>>,
-        updates: mpsc::UnboundedSender<WatchUpdate>,
+        updates: WatchSender,
         flow: Arc<WatchFlow>,
     },
     CancelWatch {
@@ -102,6 +102,10 @@ pub(crate) enum KeepAliveUpdate {
     Ended(Error),
 }
 
+/// The channel a watcher's updates go to, tagged with the watcher (a [`crate::WatchSet`]
+/// receives many watchers on one channel).
+pub(crate) type WatchSender = mpsc::UnboundedSender<(WatchId, WatchUpdate)>;
+
 /// What a watcher's channel carries.
 pub(crate) enum WatchUpdate {
     Response(WatchResponse, usize),
@@ -130,7 +134,7 @@ impl WatchFlow {
 
 struct WatchSlot {
     created: Option<oneshot::Sender<Result<(WatchId, i64), Error>>>,
-    updates: mpsc::UnboundedSender<WatchUpdate>,
+    updates: WatchSender,
     flow: Arc<WatchFlow>,
 }
 
@@ -155,11 +159,17 @@ impl Hasher for IdHasher {
     }
 }
 
-type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// Rounds of work in one poll before the driver yields to the executor (fairness, and
 /// tokio's cooperative budget, which only refills when the task is polled again).
 const MAX_ROUNDS: usize = 32;
+
+/// Response bytes the driver reads in one poll before it lets other tasks run. A burst of
+/// watch responses (megabytes when watchers catch up) is handed to the application in
+/// slices: what was read is consumed while it is still in the cache, and memory does not
+/// balloon (and shrink back) with every burst, which costs page faults in the allocator.
+const READ_BUDGET: usize = 64 << 10;
 
 enum ConnSlot {
     /// A connect task is running; dropping `_cancel` abandons it.
@@ -247,6 +257,8 @@ pub(crate) struct Driver<R: Runtime> {
     sleep: Option<(Instant, BoxFuture<()>)>,
     /// Scratch list of ready streams (kept to reuse its allocation).
     ready: Vec<StreamId>,
+    /// Bytes left to read in this poll (see [`READ_BUDGET`]).
+    read_budget: usize,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -278,6 +290,7 @@ impl<R: Runtime> Driver<R> {
             notifier,
             sleep: None,
             ready: Vec::new(),
+            read_budget: READ_BUDGET,
         }
     }
 
@@ -287,10 +300,15 @@ impl<R: Runtime> Driver<R> {
 
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.notifier.enter(cx.waker());
+        self.read_budget = READ_BUDGET;
         for _ in 0..MAX_ROUNDS {
             self.notifier.round();
             if self.round() {
                 return Poll::Ready(());
+            }
+            if self.read_budget == 0 {
+                // Streams with more to read are still listed in `ready`.
+                break;
             }
             if self.notifier.try_park() {
                 return Poll::Pending;
@@ -418,22 +436,35 @@ impl<R: Runtime> Driver<R> {
     /// Reads every stream whose waker fired, feeding the core.
     fn read_ready_streams(&mut self, now: Instant) {
         let mut ready = std::mem::take(&mut self.ready);
+        let mut unread = Vec::new();
         loop {
             self.notifier.take_ready(&mut ready);
             if ready.is_empty() {
                 break;
             }
             for stream in ready.drain(..) {
-                self.read_stream(stream, now);
+                if self.read_budget == 0 {
+                    // Read next poll (its waker will not fire for data already buffered).
+                    unread.push(stream);
+                } else if !self.read_stream(stream, now) {
+                    unread.push(stream);
+                }
+            }
+            if self.read_budget == 0 {
+                break;
             }
         }
+        ready.append(&mut unread);
         self.ready = ready;
     }
 
-    fn read_stream(&mut self, id: StreamId, now: Instant) {
+    /// Reads what a stream has buffered; false if it stopped because the read budget ran out
+    /// (the rest is read next poll).
+    fn read_stream(&mut self, id: StreamId, now: Instant) -> bool {
         let core = &mut self.core;
+        let budget = &mut self.read_budget;
         let Some(slot) = self.streams.get_mut(&id) else {
-            return;
+            return true;
         };
         let mut cx = Context::from_waker(&slot.waker);
         // `Some(failure)`: the stream is over (`None` inside: it ended normally).
@@ -459,12 +490,14 @@ impl<R: Runtime> Driver<R> {
                     }
                     Poll::Ready(Err(e)) => break Some(Some((e, true))),
                 },
+                Recv::Body(_) if *budget == 0 => return false,
                 Recv::Body(body) => match body.poll_data(&mut cx) {
                     Poll::Pending => break None,
                     Poll::Ready(Some(Ok(data))) => {
                         if !slot.manual_flow_control {
                             let _ = body.flow_control().release_capacity(data.len());
                         }
+                        *budget = budget.saturating_sub(data.len());
                         let end_stream = body.is_end_stream();
                         core.handle_data(id, data, end_stream, now);
                         if end_stream {
@@ -499,6 +532,7 @@ impl<R: Runtime> Driver<R> {
                 self.stream_failed(id, e, request_sent, now);
             }
         }
+        true
     }
 
     /// Reports a failed stream (no longer in `streams`) to the core.
@@ -951,7 +985,7 @@ impl<R: Runtime> Driver<R> {
                     } => {
                         let delivered = self.watches.get(&watch).is_some_and(|w| {
                             w.updates
-                                .send(WatchUpdate::Response(response, size))
+                                .send((watch, WatchUpdate::Response(response, size)))
                                 .is_ok()
                         });
                         if delivered {
@@ -969,7 +1003,7 @@ impl<R: Runtime> Driver<R> {
                                     let _ = reply.send(Err(error.unwrap_or(Error::Cancelled)));
                                 }
                                 None => {
-                                    let _ = slot.updates.send(WatchUpdate::Ended(error));
+                                    let _ = slot.updates.send((watch, WatchUpdate::Ended(error)));
                                 }
                             }
                         }

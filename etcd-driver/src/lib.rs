@@ -26,12 +26,12 @@ pub use runtime::{BoxFuture, BoxIo, Io, Runtime};
 pub use server_stream::{ObserveStream, ServerStream, SnapshotStream};
 pub use snapshot::SavedSnapshot;
 pub use tls::TlsConnector;
-pub use watch::Watcher;
+pub use watch::{WatchSet, Watcher};
 
 pub use etcd_proto_core as core;
 pub use etcd_proto_core::{
     proto, rpc, CallOptions, Code, Config, Credentials, Endpoint, Error, EtcdError, EtcdErrorKind,
-    LeaseLostReason, Status, TlsConfig, Watch, WatchResponse, WatchResponseKind,
+    LeaseLostReason, Status, TlsConfig, Watch, WatchId, WatchResponse, WatchResponseKind,
 };
 pub mod config_file;
 pub mod leasing;

@@ -247,10 +247,15 @@ impl Notifier {
         self.notify();
     }
 
-    /// Moves the streams marked ready into `out` (which must be empty).
+    /// Moves the streams marked ready to the end of `out`.
     pub(crate) fn take_ready(&self, out: &mut Vec<StreamId>) {
         let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::swap(&mut *ready, out);
+        if out.is_empty() {
+            // Keeps both allocations in use.
+            std::mem::swap(&mut *ready, out);
+        } else {
+            out.append(&mut ready);
+        }
     }
 }
 

@@ -81,6 +81,7 @@ pub struct Watch {
     own_stream: bool,
     buffer_bytes: usize,
     resync: bool,
+    coalesce: bool,
 }
 
 impl Watch {
@@ -99,6 +100,7 @@ impl Watch {
             own_stream: false,
             buffer_bytes: DEFAULT_WATCH_BUFFER,
             resync: false,
+            coalesce: false,
         }
     }
 
@@ -187,6 +189,20 @@ impl Watch {
     /// Ends the watcher with a typed `NoLeader` error when its member loses its leader.
     pub fn require_leader(mut self) -> Self {
         self.require_leader = true;
+        self
+    }
+
+    /// Beyond Go: lets this watcher share one server watch with identical ones (same range
+    /// and options, also marked `coalesce`, none with a start revision or its own stream):
+    /// the server sends each change once and the client copies it to every sharer (etcd's
+    /// gRPC proxy calls this coalescing). Worth it for many watchers of the same keys in one
+    /// process when the server's load matters. Costs: every copy is held separately (the
+    /// buffer limit applies to each), and a watcher that joins an existing server watch is
+    /// created at the revision that watch reached, or after the last revision this client
+    /// saw in any response if that is later, not at the server's current revision; every
+    /// event after its [`created_revision`](crate::Event::WatchCreated) is still delivered.
+    pub fn coalesce(mut self) -> Self {
+        self.coalesce = true;
         self
     }
 
@@ -385,17 +401,19 @@ impl Core {
                 require_leader: watch.require_leader,
             }
         };
-        // Only watches from "now" share, and never those with their own stream or a resync.
+        // Only coalescing watches from "now" share, never those with their own stream or a
+        // resync.
         let share =
-            (!watch.own_stream && watch.start_revision == 0 && !watch.resync).then(|| ShareKey {
-                group,
-                key: create.key.clone(),
-                range_end: create.range_end.clone(),
-                filters: create.filters.clone(),
-                prev_kv: create.prev_kv,
-                progress_notify: create.progress_notify,
-                fragment: create.fragment,
-            });
+            (watch.coalesce && !watch.own_stream && watch.start_revision == 0 && !watch.resync)
+                .then(|| ShareKey {
+                    group,
+                    key: create.key.clone(),
+                    range_end: create.range_end.clone(),
+                    filters: create.filters.clone(),
+                    prev_kv: create.prev_kv,
+                    progress_notify: create.progress_notify,
+                    fragment: create.fragment,
+                });
         let leader = share
             .as_ref()
             .and_then(|k| self.watch_shares.get(k).copied())

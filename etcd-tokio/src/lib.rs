@@ -40,8 +40,8 @@ pub use etcd_driver::core::{Direction, InvalidRequest};
 pub use etcd_driver::{
     core, proto, rpc, CallOptions, Code, Config, Credentials, Endpoint, Error, EtcdError,
     EtcdErrorKind, KeepAliveResponse, KeepAliveTarget, LeaseKeeper, LeaseLostReason, ObserveStream,
-    SavedSnapshot, ServerStream, SnapshotStream, Status, TlsConfig, Watch, WatchResponse,
-    WatchResponseKind, Watcher,
+    SavedSnapshot, ServerStream, SnapshotStream, Status, TlsConfig, Watch, WatchId, WatchResponse,
+    WatchResponseKind, WatchSet, Watcher,
 };
 
 /// The tokio runtime for the driver. Tasks are spawned on the runtime that was current when

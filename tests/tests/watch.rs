@@ -7,7 +7,9 @@ use std::time::Duration;
 use common::*;
 use etcd_tests::EtcdServer;
 use etcd_tokio::proto::mvccpb::event::EventType;
-use etcd_tokio::{Delete, Error, Put, Watch, WatchResponse, WatchResponseKind, Watcher};
+use etcd_tokio::{
+    Delete, Error, Put, Watch, WatchId, WatchResponse, WatchResponseKind, WatchSet, Watcher,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -214,3 +216,131 @@ per_version!(
         assert_eq!(mate_events, slow_revisions);
     }
 );
+
+/// The next item of a set, in time.
+async fn set_next(set: &mut WatchSet) -> Option<(WatchId, Result<WatchResponse, Error>)> {
+    tokio::time::timeout(WAIT, set.next())
+        .await
+        .expect("a watch set item in time")
+}
+
+// Many watchers read through one receiver: each response comes tagged with its watcher, in
+// order per watcher; a cancelled watcher yields nothing more; the set ends (None) when it has
+// no watcher left.
+per_version!(
+    a_watch_set_delivers_every_watcher_s_events_through_one_receiver,
+    |version| {
+        let (c, p) = shared_client(version, "watch_set");
+        let mut set = c.watch_set();
+        assert!(
+            set_next(&mut set).await.is_none(),
+            "an empty set ends at once"
+        );
+        let a = set.add(Watch::new(format!("{p}a"))).await.unwrap();
+        let b = set.add(Watch::new(format!("{p}b"))).await.unwrap();
+        let all = set.add(Watch::new(&p).prefix()).await.unwrap();
+        assert_eq!(set.len(), 3);
+        assert!(set.created_revision(a).unwrap() > 0);
+
+        for i in 0..5 {
+            c.put((format!("{p}a"), format!("{i}"))).await.unwrap();
+            c.put((format!("{p}b"), format!("{i}"))).await.unwrap();
+        }
+        let mut seen: std::collections::HashMap<WatchId, Vec<i64>> = Default::default();
+        while seen.values().map(Vec::len).sum::<usize>() < 20 {
+            let (id, resp) = set_next(&mut set).await.expect("watchers left");
+            for e in resp.unwrap().events {
+                seen.entry(id).or_default().push(e.kv.unwrap().mod_revision);
+            }
+        }
+        assert_eq!(seen[&a].len(), 5);
+        assert_eq!(seen[&b].len(), 5);
+        assert_eq!(seen[&all].len(), 10);
+        for revs in seen.values() {
+            assert!(revs.windows(2).all(|w| w[0] < w[1]), "in order: {revs:?}");
+        }
+        let mut merged: Vec<i64> = seen[&a].iter().chain(&seen[&b]).copied().collect();
+        merged.sort();
+        assert_eq!(merged, seen[&all]);
+
+        // A cancelled watcher yields nothing more.
+        set.cancel(a);
+        assert!(!set.contains(a));
+        c.put((format!("{p}a"), "after")).await.unwrap();
+        let (id, resp) = set_next(&mut set).await.unwrap();
+        assert_eq!(id, all);
+        assert_eq!(resp.unwrap().events.len(), 1);
+        set.cancel(b);
+        set.cancel(all);
+        assert!(set_next(&mut set).await.is_none());
+    }
+);
+
+// A burst far larger than what the driver reads per wake-up (its read budget) arrives whole
+// and in order: the rest of a stream is read on the next wake-up, never forgotten.
+per_version!(
+    a_burst_larger_than_the_read_budget_arrives_whole,
+    |version| {
+        const PUTS: usize = 400;
+        let (c, p) = shared_client(version, "watch_burst");
+        let value = "b".repeat(2 << 10);
+        let first = c.put((format!("{p}0000"), value.as_str())).await.unwrap();
+        let start = first.header.unwrap().revision;
+        for i in 1..PUTS {
+            c.put((format!("{p}{i:04}"), value.as_str())).await.unwrap();
+        }
+        // 800 KiB of history, sent as fast as the server can: watchers on one stream and a set.
+        let mut w1 = c
+            .watch(Watch::new(&p).prefix().start_revision(start))
+            .await
+            .unwrap();
+        let mut set = c.watch_set();
+        let id = set
+            .add(Watch::new(&p).prefix().start_revision(start))
+            .await
+            .unwrap();
+        let got = events(&mut w1, PUTS).await;
+        assert_eq!(got.len(), PUTS);
+        let mut from_set = Vec::new();
+        while from_set.len() < PUTS {
+            let (from, resp) = set_next(&mut set).await.unwrap();
+            assert_eq!(from, id);
+            from_set.extend(
+                resp.unwrap()
+                    .events
+                    .into_iter()
+                    .map(|e| e.kv.unwrap().mod_revision),
+            );
+        }
+        let revs: Vec<i64> = got.iter().map(|e| e.2).collect();
+        assert_eq!(revs, from_set);
+        assert!(revs.windows(2).all(|w| w[0] < w[1]));
+        for (i, (key, _, _)) in got.iter().enumerate() {
+            assert_eq!(key, &format!("{p}{i:04}"));
+        }
+    }
+);
+
+// Coalescing watchers share one server watch and each still sees every event; cancelling
+// the first leaves the others running on it.
+per_version!(coalescing_watchers_share_a_server_watch, |version| {
+    let (c, p) = shared_client(version, "watch_coalesce");
+    let mut w1 = c.watch(Watch::new(&p).prefix().coalesce()).await.unwrap();
+    let mut w2 = c.watch(Watch::new(&p).prefix().coalesce()).await.unwrap();
+    let mut w3 = c.watch(Watch::new(&p).prefix().coalesce()).await.unwrap();
+    // A change made before w4 asked to watch is not reported to it.
+    let before = c.put((format!("{p}before"), "x")).await.unwrap();
+    let mut w4 = c.watch(Watch::new(&p).prefix().coalesce()).await.unwrap();
+    assert!(w4.created_revision() >= before.header.unwrap().revision);
+    c.put((format!("{p}k"), "1")).await.unwrap();
+    let one = events(&mut w1, 2).await;
+    assert_eq!(events(&mut w2, 2).await, one);
+    assert_eq!(events(&mut w3, 2).await, one);
+    assert_eq!(events(&mut w4, 1).await, one[1..]);
+    drop(w1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.put((format!("{p}k"), "2")).await.unwrap();
+    let two = events(&mut w2, 1).await;
+    assert_eq!(events(&mut w3, 1).await, two);
+    assert_eq!(events(&mut w4, 1).await, two);
+});
