@@ -56,7 +56,7 @@ pub use etcd_smol::{
     core, prefix_range_end, proto, rpc, CallOptions, Code, Compact, Compare, CompareOp, Config,
     Credentials, Delete, Direction, Endpoint, Error, EtcdError, EtcdErrorKind, Get, InvalidRequest,
     KeepAliveResponse, KeepAliveTarget, LeaseLostReason, Put, SavedSnapshot, SortOrder, SortTarget,
-    Status, TlsConfig, Txn, TxnOp, Watch, WatchResponse, WatchResponseKind,
+    Status, TlsConfig, Txn, TxnOp, Watch, WatchId, WatchResponse, WatchResponseKind,
 };
 
 /// The background thread. Dropping it stops the executor and drops every task on it (the
@@ -289,6 +289,13 @@ impl Handle {
         Ok(Watcher { inner })
     }
 
+    /// Many watchers read through one blocking iterator (see [`WatchSet`]).
+    pub fn watch_set(&self) -> WatchSet {
+        WatchSet {
+            inner: self.driver.watch_set(),
+        }
+    }
+
     /// Keeps a lease alive: `client.keep_alive(&granted)` or `client.keep_alive(id)`;
     /// iterate it for the renewals (see [`LeaseKeeper`]).
     pub fn keep_alive(&self, lease: impl Into<KeepAliveTarget>) -> Result<LeaseKeeper, Error> {
@@ -335,6 +342,49 @@ impl Watcher {
 
 impl Iterator for Watcher {
     type Item = Result<WatchResponse, Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        smol::future::block_on(self.inner.next())
+    }
+}
+
+/// Many watchers through one iterator (from [`Handle::watch_set`]): `add` starts a watcher
+/// and blocks until it is created; iterating yields `(watcher, response)` for all of them,
+/// `(watcher, Err(..))` once for a watcher that ended with an error, and ends (`None`) when no
+/// watcher is left. Dropping it cancels every watcher in it.
+#[derive(Debug)]
+pub struct WatchSet {
+    inner: etcd_driver::WatchSet,
+}
+
+impl WatchSet {
+    /// Starts a watcher in the set; returns its ID once the server created it.
+    pub fn add(&mut self, watch: impl Into<Watch>) -> Result<WatchId, Error> {
+        smol::future::block_on(self.inner.add(watch))
+    }
+
+    /// Stops watcher `id`: nothing more is yielded for it.
+    pub fn cancel(&mut self, id: WatchId) {
+        self.inner.cancel(id)
+    }
+
+    /// The store revision when the server created watcher `id`.
+    pub fn created_revision(&self, id: WatchId) -> Option<i64> {
+        self.inner.created_revision(id)
+    }
+
+    /// Number of watchers in the set.
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Whether the set has no watcher.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+}
+
+impl Iterator for WatchSet {
+    type Item = (WatchId, Result<WatchResponse, Error>);
     fn next(&mut self) -> Option<Self::Item> {
         smol::future::block_on(self.inner.next())
     }
