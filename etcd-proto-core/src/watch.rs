@@ -624,6 +624,17 @@ impl Core {
             return;
         }
         if let Some((stream, _)) = self.groups.get(&group).and_then(Group::open_on) {
+            // Chunks read back to back make one release (one `h2` flow-control update).
+            if let Some(Transmit::ReleaseCapacity {
+                stream: last,
+                bytes: queued,
+            }) = self.transmits.back_mut()
+            {
+                if *last == stream {
+                    *queued += bytes;
+                    return;
+                }
+            }
             self.transmits
                 .push_back(Transmit::ReleaseCapacity { stream, bytes });
         }
