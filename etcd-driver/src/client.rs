@@ -267,8 +267,8 @@ impl Client {
         WatchSet::new(self.inner.clone())
     }
 
-    /// Asks for a progress notification on the shared watch stream; every watcher of it
-    /// receives one.
+    /// Asks for a progress notification on the shared watch streams (the plain one and the one
+    /// of `require_leader` watchers); every watcher on them receives one.
     pub async fn request_progress(&self) -> Result<(), Error> {
         let (reply, rx) = oneshot::channel();
         self.inner

@@ -553,27 +553,38 @@ impl Core {
         self.end_watcher(id, None, now);
     }
 
-    /// Asks the server for a progress notification on the shared stream; the answer is
-    /// delivered to every watcher of that stream as a [`WatchResponseKind::Progress`].
+    /// Asks the server for a progress notification on the shared streams (the plain one and
+    /// the one of [`Watch::require_leader`] watchers; a watcher with its own stream is not
+    /// asked); the answer is delivered to every watcher of those streams as a
+    /// [`WatchResponseKind::Progress`].
     pub fn request_progress(&mut self, now: Instant) -> Result<(), Error> {
         let _ = now;
-        let key = GroupKey::Shared {
-            require_leader: false,
-        };
-        let Some((stream, _)) = self.groups.get(&key).and_then(Group::open_on) else {
+        // Both shared streams: the plain one and the one of `require_leader` watchers.
+        let streams: Vec<StreamId> = [false, true]
+            .into_iter()
+            .filter_map(|require_leader| {
+                self.groups
+                    .get(&GroupKey::Shared { require_leader })
+                    .and_then(Group::open_on)
+                    .map(|(stream, _)| stream)
+            })
+            .collect();
+        if streams.is_empty() {
             return Err(Error::InvalidRequest(crate::InvalidRequest::Invalid(
                 "no open watch stream to request progress on".into(),
             )));
-        };
+        }
         let data = frame(
             RequestUnion::ProgressRequest(WatchProgressRequest {}),
             self.config.max_send_message_size,
         )?;
-        self.transmits.push_back(Transmit::SendData {
-            stream,
-            data,
-            end_stream: false,
-        });
+        for stream in streams {
+            self.transmits.push_back(Transmit::SendData {
+                stream,
+                data: data.clone(),
+                end_stream: false,
+            });
+        }
         Ok(())
     }
 

@@ -1320,3 +1320,50 @@ fn watches_from_a_revision_or_with_their_own_stream_do_not_share() {
         "the historic, the resync and the plain watch: {out:?}"
     );
 }
+
+#[test]
+fn a_progress_request_reaches_the_require_leader_stream_too() {
+    let mut sim = Sim::new();
+    let plain = sim.watch(Watch::new("s"));
+    let with_leader = sim.watch(Watch::new("l").require_leader());
+    let _own = sim.watch(Watch::new("o").own_stream());
+    let (_, out) = sim.connect();
+    assert_eq!(out.opens.len(), 3, "{out:?}");
+    for o in &out.opens {
+        sim.headers_ok(o.stream);
+        for c in creates(&o.body) {
+            sim.message(o.stream, &created(c.watch_id, 10));
+        }
+    }
+    let _ = sim.drain_events();
+    let now = sim.now;
+    sim.core.request_progress(now).unwrap();
+    let out = sim.out();
+    let asked: Vec<StreamId> = out
+        .sends
+        .iter()
+        .filter(|s| {
+            requests(&s.data)
+                .iter()
+                .all(|r| matches!(r, RequestUnion::ProgressRequest(_)))
+        })
+        .map(|s| s.stream)
+        .collect();
+    assert_eq!(
+        asked.len(),
+        2,
+        "the two shared streams, not the own one: {out:?}"
+    );
+    for stream in asked {
+        sim.message(stream, &progress(-1, 12));
+    }
+    let got: Vec<WatchId> = responses(sim.drain_events())
+        .into_iter()
+        .map(|(id, r, _)| {
+            assert_eq!(r.kind, WatchResponseKind::Progress);
+            id
+        })
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.contains(&plain) && got.contains(&with_leader));
+}
