@@ -445,24 +445,24 @@ impl Harness {
                 match result {
                     Ok(()) => {
                         assert!(!self.closed, "progress requested after close");
-                        assert_eq!(
-                            self.progress_sent,
-                            before + 1,
-                            "request_progress is Ok but sent no request"
+                        // One request on each open shared stream (plain and require-leader).
+                        // (The model's "live" can run ahead of the core's "open" for a stream
+                        // being torn down, so the count is bounded, not matched.)
+                        let sent = self.progress_sent - before;
+                        assert!(
+                            (1..=2).contains(&sent),
+                            "request_progress is Ok but sent {sent} requests"
                         );
                     }
                     Err(e) => {
                         assert_eq!(self.progress_sent, before, "{e:?} but a request went out");
-                        let open = self.streams.values().any(|s| {
-                            s.live
-                                && s.group
-                                    == Some(Group::Shared {
-                                        require_leader: false,
-                                    })
-                        });
+                        let open = self
+                            .streams
+                            .values()
+                            .any(|s| s.live && matches!(s.group, Some(Group::Shared { .. })));
                         assert!(
                             !open,
-                            "request_progress failed ({e:?}) with the stream open"
+                            "request_progress failed ({e:?}) with a shared stream open"
                         );
                     }
                 }
@@ -1745,12 +1745,7 @@ impl Harness {
                         RequestUnion::ProgressRequest(_) => {
                             let st = self.streams.get_mut(&stream).expect("live");
                             assert!(
-                                matches!(
-                                    st.group,
-                                    None | Some(Group::Shared {
-                                        require_leader: false
-                                    })
-                                ),
+                                matches!(st.group, None | Some(Group::Shared { .. })),
                                 "progress requested on a {:?} stream",
                                 st.group
                             );
