@@ -80,14 +80,6 @@ pub(crate) async fn start_watch(
 }
 
 impl Client {
-    async fn start_watch(
-        &self,
-        watch: Watch,
-        updates: WatchSender,
-    ) -> Result<(WatchId, i64, Arc<WatchFlow>), Error> {
-        start_watch(&self.inner, watch, updates).await
-    }
-
     /// Starts a driver on `runtime` for this configuration. Connections are opened lazily, by
     /// the first call.
     pub fn new<R: Runtime>(runtime: R, config: Config) -> Result<Client, Error> {
@@ -252,7 +244,7 @@ impl Client {
     /// Identical watches marked [`Watch::coalesce`] share one watch on the server.
     pub async fn watch(&self, watch: impl Into<Watch>) -> Result<Watcher, Error> {
         let (updates_tx, updates) = mpsc::unbounded_channel();
-        let (id, revision, flow) = self.start_watch(watch.into(), updates_tx).await?;
+        let (id, revision, flow) = start_watch(&self.inner, watch.into(), updates_tx).await?;
         Ok(Watcher::new(
             self.inner.clone(),
             id,

@@ -125,10 +125,21 @@ pub(crate) struct WatchFlow {
 }
 
 impl WatchFlow {
-    /// Called by the watcher for each response taken; true when the driver wants to hear.
-    pub(crate) fn consumed(&self, bytes: usize) -> bool {
+    /// Called by the watcher for each response taken: counts its bytes, and tells the driver
+    /// when it wants to hear.
+    pub(crate) fn consumed(
+        &self,
+        commands: &mpsc::UnboundedSender<Command>,
+        watch: WatchId,
+        bytes: usize,
+    ) {
+        if bytes == 0 {
+            return;
+        }
         self.consumed.fetch_add(bytes, SeqCst);
-        self.report.load(SeqCst)
+        if self.report.load(SeqCst) {
+            let _ = commands.send(Command::WatchConsumed { watch });
+        }
     }
 }
 

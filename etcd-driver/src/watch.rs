@@ -80,12 +80,7 @@ impl Watcher {
         match self.updates.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some((_, WatchUpdate::Response(response, size)))) => {
-                if size > 0 && self.flow.consumed(size) {
-                    let _ = self
-                        .inner
-                        .commands
-                        .send(Command::WatchConsumed { watch: self.id });
-                }
+                self.flow.consumed(&self.inner.commands, self.id, size);
                 Poll::Ready(Some(Ok(response)))
             }
             Poll::Ready(Some((_, WatchUpdate::Ended(error)))) => {
@@ -227,12 +222,7 @@ impl WatchSet {
                     let Some(member) = self.members.get(&id) else {
                         continue;
                     };
-                    if size > 0 && member.flow.consumed(size) {
-                        let _ = self
-                            .inner
-                            .commands
-                            .send(Command::WatchConsumed { watch: id });
-                    }
+                    member.flow.consumed(&self.inner.commands, id, size);
                     return Poll::Ready(Some((id, Ok(response))));
                 }
                 Poll::Ready(Some((id, WatchUpdate::Ended(error)))) => {

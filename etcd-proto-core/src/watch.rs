@@ -19,6 +19,16 @@
 //! there is one; repeated Created responses are hidden, and any event below `next_rev` is
 //! dropped, so each event is delivered exactly once, in order.
 //!
+//! # Shared server watches
+//!
+//! Identical watches marked [`Watch::coalesce`] (same range and options, from "now") share one
+//! server watch. The first is the leader: it alone is on the wire. The others follow it: they
+//! get a copy of each of its responses, filtered by their own `next_rev`, and start after the
+//! later of the leader's position and the highest revision the client has seen in any
+//! response. When the leader is cancelled, the follower furthest behind takes over its wire
+//! ID, stream membership and pending create; an error that ends the server watch ends every
+//! follower with it.
+//!
 //! # Memory and the head-of-line trade-off
 //!
 //! A watcher may hold at most `buffer_bytes` of delivered but unconsumed responses. Beyond
@@ -1249,15 +1259,10 @@ impl Core {
         if !w.followers.is_empty() && kind != WatchResponseKind::Created {
             let followers = w.followers.clone();
             for f in followers {
-                let copy = match self.watchers.get(&f) {
-                    Some(fw) if fw.announced => events
-                        .iter()
-                        .filter(|e| e.kv.as_ref().map_or(0, |kv| kv.mod_revision) >= fw.next_rev)
-                        .cloned()
-                        .collect(),
-                    _ => continue,
-                };
-                self.deliver(f, kind, header, copy, size);
+                // The follower's own delivery drops what it has already seen.
+                if self.watchers.get(&f).is_some_and(|fw| fw.announced) {
+                    self.deliver(f, kind, header, events.clone(), size);
+                }
             }
         }
         let Some(w) = self.watchers.get_mut(&id) else {

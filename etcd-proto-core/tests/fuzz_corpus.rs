@@ -76,15 +76,19 @@ fn watch_sequence_corpus() {
 
 /// The targets also hold on inputs nobody wrote down: a fixed pseudo-random sweep, cheap
 /// enough for every test run.
-#[test]
-fn targets_survive_pseudo_random_inputs() {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = move || {
+/// A deterministic pseudo-random sequence (xorshift64) from `state`.
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         state
-    };
+    }
+}
+
+#[test]
+fn targets_survive_pseudo_random_inputs() {
+    let mut next = xorshift(0x9E37_79B9_7F4A_7C15u64);
     for _ in 0..300 {
         let len = (next() % 200) as usize;
         let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
@@ -114,13 +118,7 @@ fn watch_decode_corpus() {
 #[test]
 fn watch_decode_agrees_with_prost_on_mutated_seeds() {
     let dir = corpus_dir("watch_decode");
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x2545_F491_4F6C_DD1Du64);
     for entry in std::fs::read_dir(&dir).expect("corpus") {
         let seed = std::fs::read(entry.expect("entry").path()).expect("seed");
         for _ in 0..3000 {
