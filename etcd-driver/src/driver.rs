@@ -7,9 +7,8 @@
 //! connection), and reads every stream that has something (streams are found through their
 //! own wakers, never by scanning). Only connection attempts run in tasks of their own.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -113,7 +112,8 @@ pub(crate) enum WatchUpdate {
 }
 
 /// How a watcher reports what it consumed without a message per response: it adds the bytes
-/// to `consumed`, which the driver collects whenever it delivers to that watcher. Only while
+/// to `consumed`, which the driver collects when the core says the watcher is over its limit
+/// counting what was not reported yet (once per buffer's worth of responses). Only while
 /// the watcher is over its buffer limit (its stream paused, waiting for it) does the driver set
 /// `report`, and then every consumption also sends [`Command::WatchConsumed`] so the stream
 /// resumes promptly. Sequentially consistent: a watcher that reads `report` as false added its
@@ -149,28 +149,7 @@ struct WatchSlot {
     flow: Arc<WatchFlow>,
 }
 
-/// Hasher for the driver's maps, whose keys are sequential integer IDs: one multiply, no
-/// SipHash (the keys come from the core and callers' counters, not from the network).
-#[derive(Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+pub(crate) use etcd_proto_core::idhash::{IdHashMap as IdMap, SeqHashMap};
 
 /// Rounds of work in one poll before the driver yields to the executor (fairness, and
 /// tokio's cooperative budget, which only refills when the task is polled again).
@@ -259,7 +238,7 @@ pub(crate) struct Driver<R: Runtime> {
     server_streams: IdMap<CallId, (u64, mpsc::UnboundedSender<StreamItem>)>,
     next_generation: u64,
     tls: Option<TlsConnector>,
-    watches: IdMap<WatchId, WatchSlot>,
+    watches: SeqHashMap<WatchId, WatchSlot>,
     /// Lease subscriptions: their channel, and whether they end after one renewal.
     keepers: IdMap<KeepAliveId, (mpsc::UnboundedSender<KeepAliveUpdate>, bool)>,
     notifier: Arc<Notifier>,
@@ -295,7 +274,7 @@ impl<R: Runtime> Driver<R> {
             server_streams: IdMap::default(),
             next_generation: 0,
             tls,
-            watches: IdMap::default(),
+            watches: SeqHashMap::default(),
             keepers: IdMap::default(),
             waker: Waker::from(notifier.clone()),
             notifier,
@@ -993,6 +972,7 @@ impl<R: Runtime> Driver<R> {
                         watch,
                         response,
                         size,
+                        over_limit,
                     } => {
                         let delivered = self.watches.get(&watch).is_some_and(|w| {
                             w.updates
@@ -1000,7 +980,11 @@ impl<R: Runtime> Driver<R> {
                                 .is_ok()
                         });
                         if delivered {
-                            self.collect_consumed(watch);
+                            // What the watcher consumed is collected only when the core
+                            // needs it: when the watcher is over its limit.
+                            if over_limit {
+                                self.collect_consumed(watch);
+                            }
                         } else {
                             // The consumer is gone: stop the watcher.
                             self.watches.remove(&watch);

@@ -245,7 +245,10 @@ impl Namespace {
 
     /// Strips the prefix from the events of a watch response (keys and previous keys).
     pub fn watch_response(&self, mut resp: WatchResponse) -> WatchResponse {
-        resp.events.iter_mut().for_each(|e| self.strip_event(e));
+        resp.events
+            .to_mut()
+            .iter_mut()
+            .for_each(|e| self.strip_event(e));
         resp
     }
 

@@ -9,7 +9,7 @@ use etcd_proto_core::{Error, Watch, WatchId, WatchResponse};
 use tokio::sync::mpsc;
 
 use crate::client::{start_watch, Inner};
-use crate::driver::{Command, IdMap, WatchFlow, WatchUpdate};
+use crate::driver::{Command, SeqHashMap, WatchFlow, WatchUpdate};
 
 /// A running watcher. Read it with [`Watcher::next`] (or as a `futures` `Stream` through
 /// [`Watcher::poll_next`]). It yields every event exactly once, in revision order, across
@@ -134,7 +134,7 @@ pub struct WatchSet {
     inner: Arc<Inner>,
     tx: mpsc::UnboundedSender<(WatchId, WatchUpdate)>,
     rx: mpsc::UnboundedReceiver<(WatchId, WatchUpdate)>,
-    members: IdMap<WatchId, Member>,
+    members: SeqHashMap<WatchId, Member>,
     /// Resolves when the driver is gone (its watchers can no longer report their end);
     /// `None` once it has.
     driver_gone: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
@@ -161,7 +161,7 @@ impl WatchSet {
             inner,
             tx,
             rx,
-            members: IdMap::default(),
+            members: SeqHashMap::default(),
             driver_gone: Some(Box::pin(async move { commands.closed().await })),
         }
     }

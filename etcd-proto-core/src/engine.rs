@@ -22,7 +22,7 @@ use crate::endpoint::Endpoint;
 use crate::endpoints::{endpoints_from_members, Conn, EndpointState};
 use crate::error::{Error, EtcdErrorKind};
 use crate::grpc::{encode_message, MessageDecoder};
-use crate::idhash::IdHashMap;
+use crate::idhash::{IdHashMap, SeqHashMap};
 use crate::retry::{self, Attempt, Decision};
 use crate::rng::Rng;
 use crate::rpc::{Method, RetryClass, ServerStreamingRpc, UnaryRpc};
@@ -250,7 +250,8 @@ pub enum Event {
         revision: i64,
     },
     /// A watcher has a response. `size` counts against the watcher's buffer until the
-    /// application reports it consumed with [`Core::watch_consumed`].
+    /// application reports it consumed with [`Core::watch_consumed`]. Consumption may be
+    /// reported lazily, in batches, except while `over_limit` is set.
     WatchResponse {
         /// The watcher.
         watch: WatchId,
@@ -258,6 +259,9 @@ pub enum Event {
         response: WatchResponse,
         /// Bytes to report back when consumed.
         size: usize,
+        /// The watcher is over its buffer limit counting what was not reported consumed
+        /// yet: its stream stays paused until [`Core::watch_consumed`] brings it under.
+        over_limit: bool,
     },
     /// A watcher ended: `None` after [`Core::cancel_watch`], else why (compaction, rejected
     /// create, no leader, client closed, ...). Nothing follows for it.
@@ -432,10 +436,12 @@ pub struct Core {
     calls: IdHashMap<CallId, Call>,
     waiting: VecDeque<CallId>,
     streams: IdHashMap<StreamId, StreamOwner>,
-    watchers: IdHashMap<WatchId, Watcher>,
+    watchers: SeqHashMap<WatchId, Watcher>,
     groups: IdHashMap<GroupKey, Group>,
     /// Leaders of shared server watches, by what they watch.
     watch_shares: HashMap<watch::ShareKey, WatchId>,
+    /// Leaders with a batch for their followers, handed out when the application polls.
+    fanout_pending: Vec<WatchId>,
     /// The highest store revision seen in a response header (a new watcher that shares a
     /// server watch starts after it).
     max_revision: i64,
@@ -474,9 +480,10 @@ impl Core {
             calls: IdHashMap::default(),
             waiting: VecDeque::new(),
             streams: IdHashMap::default(),
-            watchers: IdHashMap::default(),
+            watchers: SeqHashMap::default(),
             groups: IdHashMap::default(),
             watch_shares: HashMap::new(),
+            fanout_pending: Vec::new(),
             max_revision: 0,
             next_watch: 1,
             keeper: Keeper::new(),
@@ -1022,6 +1029,9 @@ impl Core {
     /// The next thing that happened.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
+        if !self.fanout_pending.is_empty() {
+            self.flush_fanouts();
+        }
         self.events.pop_front()
     }
 

@@ -49,11 +49,12 @@ mod endpoints;
 mod engine;
 pub mod error;
 pub mod grpc;
-mod idhash;
+pub mod idhash;
 pub mod retry;
 pub mod rng;
 pub mod rpc;
 pub mod status;
+mod watch_events;
 pub mod wire;
 
 pub use config::{Config, Credentials, TlsConfig};
@@ -66,6 +67,7 @@ pub use engine::{
 };
 pub use error::{Direction, Error, EtcdError, EtcdErrorKind, InvalidRequest};
 pub use status::{Code, Status};
+pub use watch_events::Events;
 
 /// The generated protobuf types.
 pub use etcd_proto as proto;

@@ -54,10 +54,11 @@ use super::stream_slot::{reopen_pause, StreamSlot};
 use super::{CallOptions, Core, EndpointId, Event, StreamId, StreamOwner, Transmit};
 use crate::error::{Error, EtcdErrorKind};
 use crate::grpc::encode_message;
-use crate::idhash::IdHashMap;
+use crate::idhash::{IdHashMap, SeqHashMap};
 use crate::rpc::kv::{End, KeyRange};
 use crate::rpc::IntoBytes;
 use crate::status::{Code, Status};
+use crate::watch_events::Events;
 
 const WATCH_PATH: &str = "/etcdserverpb.Watch/Watch";
 
@@ -254,39 +255,57 @@ pub struct WatchResponse {
     pub kind: WatchResponseKind,
     /// The header (`revision`: the store revision the response reflects).
     pub header: ResponseHeader,
-    /// The events, in revision order.
-    pub events: Vec<mvccpb::Event>,
+    /// The events, in revision order (shared, not copied, between coalesced watchers).
+    pub events: Events,
 }
 
+// Fields read for every delivered response come first, next to the map key, so a fan-out
+// to many followers touches one cache line per follower; the rarely read parts are boxed.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Watcher {
-    group: GroupKey,
-    create: WatchCreateRequest,
     /// First revision not yet delivered (0: none promised yet).
     next_rev: i64,
-    /// Created on the current stream.
-    created: bool,
-    /// Created at least once (later Created responses are resumes).
-    announced: bool,
-    created_notify: bool,
     buffered: usize,
     limit: usize,
+    /// Created at least once (later Created responses are resumes).
+    announced: bool,
     /// Over its buffer limit (counted in the group's `over_limit`).
     over: bool,
-    /// The ID on the wire: the watcher's own ID, or a fresh one after a resync (the server
-    /// keeps a compacted watcher's ID registered on the stream).
-    wire_id: i64,
-    auth_retries: u32,
+    /// Created on the current stream.
+    created: bool,
+    created_notify: bool,
     resync: bool,
     /// Re-reading the range after a compaction: not created on the stream meanwhile.
     resyncing: bool,
+    auth_retries: u32,
+    group: GroupKey,
+    /// The followers of a leader.
+    followers: Vec<WatchId>,
     /// A follower: no watch of its own on the server, it gets copies of this watcher's
     /// responses (see "Shared server watches" in the module docs).
     leader: Option<WatchId>,
-    /// The followers of a leader.
-    followers: Vec<WatchId>,
+    /// The ID on the wire: the watcher's own ID, or a fresh one after a resync (the server
+    /// keeps a compacted watcher's ID registered on the stream).
+    wire_id: i64,
+    create: Box<WatchCreateRequest>,
     /// Under which key it leads (in `Core::watch_shares`), when it may be followed.
-    share: Option<ShareKey>,
+    share: Option<Box<ShareKey>>,
+    /// A leader's events not yet handed to it and its followers (see [`Core::flush_fanouts`]).
+    batch: Option<Box<Batch>>,
+}
+
+/// Events a leader received since the application last polled: delivered to the leader and
+/// every follower as one shared allocation, however many responses they came in.
+#[derive(Debug)]
+struct Batch {
+    header: ResponseHeader,
+    events: Vec<mvccpb::Event>,
+    size: usize,
+}
+
+fn mod_revision(event: &mvccpb::Event) -> i64 {
+    event.kv.as_ref().map_or(0, |kv| kv.mod_revision)
 }
 
 /// What makes two watches identical on the server: they can share one server watch.
@@ -311,7 +330,7 @@ pub(crate) struct Group {
     cancelled_unknown: HashSet<i64>,
     /// Wire watch ID to watcher.
     /// Wire watch ID to watcher (inserted with our own IDs only, so no SipHash needed).
-    wire: IdHashMap<i64, WatchId>,
+    wire: SeqHashMap<i64, WatchId>,
     /// Received bytes not handed back to flow control because a watcher is over its limit.
     held: usize,
     /// Watchers over their buffer limit.
@@ -329,7 +348,7 @@ impl Group {
             pending_creates: VecDeque::new(),
             fragments: IdHashMap::default(),
             cancelled_unknown: HashSet::new(),
-            wire: IdHashMap::default(),
+            wire: SeqHashMap::default(),
             held: 0,
             over_limit: 0,
             failures: 0,
@@ -440,7 +459,7 @@ impl Core {
                 } else {
                     watch.start_revision
                 },
-                create,
+                create: Box::new(create),
                 created: false,
                 announced: false,
                 created_notify: watch.created_notify,
@@ -453,7 +472,12 @@ impl Core {
                 resyncing: false,
                 leader,
                 followers: Vec::new(),
-                share: if leader.is_none() { share } else { None },
+                share: if leader.is_none() {
+                    share.map(Box::new)
+                } else {
+                    None
+                },
+                batch: None,
             },
         );
         if let Some(leader) = leader {
@@ -465,7 +489,7 @@ impl Core {
             return Ok(id);
         }
         if let Some(share) = self.watchers[&id].share.clone() {
-            self.watch_shares.insert(share, id);
+            self.watch_shares.insert(*share, id);
         }
         let g = self
             .groups
@@ -544,7 +568,7 @@ impl Core {
         n.auth_retries = old.auth_retries;
         n.share = old.share.take();
         if let Some(share) = &n.share {
-            self.watch_shares.insert(share.clone(), new_id);
+            self.watch_shares.insert((**share).clone(), new_id);
         }
         if let Some(g) = self.groups.get_mut(&old.group) {
             g.members.remove(&old_id);
@@ -665,7 +689,7 @@ impl Core {
         let Some(w) = self.watchers.get(&id) else {
             return;
         };
-        let mut create = w.create.clone();
+        let mut create = (*w.create).clone();
         create.start_revision = w.next_rev;
         create.watch_id = w.wire_id;
         match frame(
@@ -719,6 +743,8 @@ impl Core {
     }
 
     fn finish_watcher(&mut self, id: WatchId, error: Option<Error>) {
+        // Followers get what the leader received before it ended.
+        self.flush_fanout_of(id);
         let Some(mut w) = self.watchers.remove(&id) else {
             return;
         };
@@ -842,7 +868,7 @@ impl Core {
                 // Created again once its range has been re-read.
                 continue;
             }
-            let mut create = w.create.clone();
+            let mut create = (*w.create).clone();
             create.start_revision = w.next_rev;
             create.watch_id = w.wire_id;
             match frame(
@@ -1241,7 +1267,8 @@ impl Core {
     }
 
     /// Delivers a response to a watcher, dropping events it has already seen, and decides
-    /// whether the response's flow-control capacity is released now or held.
+    /// whether the response's flow-control capacity is released now or held. A leader's
+    /// events are batched for it and its followers until the application polls.
     fn deliver(
         &mut self,
         id: WatchId,
@@ -1256,40 +1283,73 @@ impl Core {
         let Some(w) = self.watchers.get_mut(&id) else {
             return;
         };
-        if !w.followers.is_empty() && kind != WatchResponseKind::Created {
-            let followers = w.followers.clone();
-            for f in followers {
-                // The follower's own delivery drops what it has already seen.
-                if self.watchers.get(&f).is_some_and(|fw| fw.announced) {
-                    self.deliver(f, kind, header, events.clone(), size);
-                }
-            }
-        }
-        let Some(w) = self.watchers.get_mut(&id) else {
-            return;
-        };
-        let group = w.group;
         if kind == WatchResponseKind::Events {
             let next = w.next_rev;
-            events.retain(|e| e.kv.as_ref().map_or(0, |kv| kv.mod_revision) >= next);
-            let Some(last) = events
-                .last()
-                .and_then(|e| e.kv.as_ref())
-                .map(|kv| kv.mod_revision)
-            else {
+            events.retain(|e| mod_revision(e) >= next);
+            let Some(last) = events.last().map(mod_revision) else {
                 return;
             };
             w.next_rev = last + 1;
-        } else if kind == WatchResponseKind::Progress {
-            w.next_rev = w.next_rev.max(header.revision + 1);
+            if !w.followers.is_empty() {
+                match &mut w.batch {
+                    Some(batch) => {
+                        batch.events.extend(events);
+                        batch.size += size;
+                        batch.header = header;
+                    }
+                    None => {
+                        w.batch = Some(Box::new(Batch {
+                            header,
+                            events,
+                            size,
+                        }));
+                        self.fanout_pending.push(id);
+                    }
+                }
+                return;
+            }
+            self.push_response(id, kind, header, Events::from(events), size);
+            return;
         }
+        // What the leader batched comes first.
+        self.flush_fanout_of(id);
+        let Some(w) = self.watchers.get_mut(&id) else {
+            return;
+        };
+        if kind == WatchResponseKind::Progress {
+            w.next_rev = w.next_rev.max(header.revision + 1);
+            if !w.followers.is_empty() {
+                for f in w.followers.clone() {
+                    if self.watchers.get(&f).is_some_and(|fw| fw.announced) {
+                        self.deliver(f, kind, header, Vec::new(), 0);
+                    }
+                }
+            }
+        }
+        self.push_response(id, kind, header, Events::from(events), size);
+    }
+
+    /// Queues a response for the application and counts it against the watcher's buffer.
+    fn push_response(
+        &mut self,
+        id: WatchId,
+        kind: WatchResponseKind,
+        header: ResponseHeader,
+        events: Events,
+        size: usize,
+    ) {
+        let Some(w) = self.watchers.get_mut(&id) else {
+            return;
+        };
         w.buffered += size;
         if !w.over && w.buffered > w.limit {
             w.over = true;
+            let group = w.group;
             if let Some(g) = self.groups.get_mut(&group) {
                 g.over_limit += 1;
             }
         }
+        let over_limit = w.over;
         self.events.push_back(Event::WatchResponse {
             watch: id,
             response: WatchResponse {
@@ -1298,7 +1358,58 @@ impl Core {
                 events,
             },
             size,
+            over_limit,
         });
+    }
+
+    /// Hands every leader's batch to it and its followers (the application is polling).
+    pub(crate) fn flush_fanouts(&mut self) {
+        for id in std::mem::take(&mut self.fanout_pending) {
+            self.flush_fanout_of(id);
+        }
+    }
+
+    /// Hands a leader's batch to it and to each follower that has not seen all of it, as one
+    /// shared allocation.
+    fn flush_fanout_of(&mut self, id: WatchId) {
+        let Some(w) = self.watchers.get_mut(&id) else {
+            return;
+        };
+        let Some(batch) = w.batch.take() else {
+            return;
+        };
+        let followers = std::mem::take(&mut w.followers);
+        let all: std::sync::Arc<[mvccpb::Event]> = batch.events.into();
+        let last = all.last().map_or(0, mod_revision);
+        // The leader filtered the batch as it grew: all of it is new to the leader.
+        self.push_response(
+            id,
+            WatchResponseKind::Events,
+            batch.header,
+            Events::shared(all.clone(), 0),
+            batch.size,
+        );
+        for &f in &followers {
+            let Some(fw) = self.watchers.get_mut(&f).filter(|fw| fw.announced) else {
+                continue;
+            };
+            // Events are in revision order: what the follower has not seen is a suffix.
+            let start = all.partition_point(|e| mod_revision(e) < fw.next_rev);
+            if start == all.len() {
+                continue;
+            }
+            fw.next_rev = last + 1;
+            self.push_response(
+                f,
+                WatchResponseKind::Events,
+                batch.header,
+                Events::shared(all.clone(), start),
+                batch.size,
+            );
+        }
+        if let Some(w) = self.watchers.get_mut(&id) {
+            w.followers = followers;
+        }
     }
 }
 
@@ -1409,6 +1520,7 @@ impl Core {
                 events,
             },
             size: 0,
+            over_limit: false,
         });
         if let Some((stream, _)) = self.groups.get(&group).and_then(Group::open_on) {
             self.send_create(group, id, stream);

@@ -135,6 +135,7 @@ fn responses(events: Vec<Event>) -> Vec<(WatchId, WatchResponse, usize)> {
                 watch,
                 response,
                 size,
+                ..
             } => (watch, response, size),
             other => panic!("expected only watch responses, got {other:?}"),
         })

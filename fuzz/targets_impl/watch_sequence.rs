@@ -1885,6 +1885,7 @@ impl Harness {
                 watch,
                 response,
                 size,
+                ..
             } => {
                 let w = self
                     .watchers

@@ -99,7 +99,7 @@ per_version!(filters_and_prev_kv, |version| {
         next(&mut no_delete).await
     };
     let all: Vec<_> = if resp1.events.len() == 2 {
-        resp1.events
+        resp1.events.into_vec()
     } else {
         resp1.events.into_iter().chain(resp2.events).collect()
     };

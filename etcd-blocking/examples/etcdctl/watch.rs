@@ -69,7 +69,7 @@ fn print_response(format: Format, hex: bool, resp: &WatchResponse) {
         }
         Format::Protobuf => crate::print::protobuf(&pb::WatchResponse {
             header: Some(resp.header),
-            events: resp.events.clone(),
+            events: resp.events.to_vec(),
             ..Default::default()
         }),
         Format::Table => format.unsupported(),
