@@ -207,6 +207,17 @@ impl WatchSet {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
+    /// The next response if one is already here, without waiting: `None` when nothing is
+    /// ready (or the set is empty). After [`WatchSet::next`] returned, this drains the rest of
+    /// what arrived with it, in one wake-up.
+    pub fn try_next(&mut self) -> Option<(WatchId, Result<WatchResponse, Error>)> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.poll_next(&mut cx) {
+            Poll::Ready(item) => item,
+            Poll::Pending => None,
+        }
+    }
+
     /// Polls for the next response (the `Stream::poll_next` shape).
     pub fn poll_next(
         &mut self,

@@ -21,7 +21,7 @@
 //!
 //! # Shared server watches
 //!
-//! Identical watches marked [`Watch::coalesce`] (same range and options, from "now") share one
+//! Identical watches (same range and options, from "now"; see [`Watch::coalesce`]) share one
 //! server watch. The first is the leader: it alone is on the wire. The others follow it: they
 //! get a copy of each of its responses, filtered by their own `next_rev`, and start after the
 //! later of the leader's position and the highest revision the client has seen in any
@@ -111,7 +111,7 @@ impl Watch {
             own_stream: false,
             buffer_bytes: DEFAULT_WATCH_BUFFER,
             resync: false,
-            coalesce: false,
+            coalesce: true,
         }
     }
 
@@ -203,17 +203,19 @@ impl Watch {
         self
     }
 
-    /// Beyond Go: lets this watcher share one server watch with identical ones (same range
-    /// and options, also marked `coalesce`, none with a start revision or its own stream):
-    /// the server sends each change once and the client copies it to every sharer (etcd's
-    /// gRPC proxy calls this coalescing). Worth it for many watchers of the same keys in one
-    /// process when the server's load matters. Costs: every copy is held separately (the
-    /// buffer limit applies to each), and a watcher that joins an existing server watch is
-    /// created at the revision that watch reached, or after the last revision this client
-    /// saw in any response if that is later, not at the server's current revision; every
-    /// event after its [`created_revision`](crate::Event::WatchCreated) is still delivered.
-    pub fn coalesce(mut self) -> Self {
-        self.coalesce = true;
+    /// Beyond Go: whether this watcher may share one server watch with identical ones (same
+    /// range and options, all from "now", none with its own stream or resync). On by
+    /// default. The server then sends each change once, and every sharer gets the same
+    /// events as one shared allocation (etcd's gRPC proxy calls this coalescing): many
+    /// watchers of the same keys in one process cost the server and the client about what
+    /// one costs. The difference a sharer can see: it is created at the revision the shared
+    /// watch reached, or after the last revision this client saw in any response if that is
+    /// later, rather than at the server's current revision, so it may also report changes
+    /// committed by others just before it was asked for; every event after its
+    /// [`created_revision`](crate::Event::WatchCreated) is delivered, once, in order, as
+    /// always. `coalesce(false)` gives the watcher a server watch of its own.
+    pub fn coalesce(mut self, share: bool) -> Self {
+        self.coalesce = share;
         self
     }
 

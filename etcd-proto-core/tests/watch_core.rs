@@ -1135,9 +1135,9 @@ fn revisions_by_watcher(events: Vec<Event>) -> Vec<(WatchId, Vec<i64>)> {
 #[test]
 fn identical_watches_share_one_server_watch_and_each_gets_every_event() {
     let mut sim = Sim::new();
-    let leader = sim.watch(Watch::new("p/").prefix().coalesce());
-    let follower = sim.watch(Watch::new("p/").prefix().coalesce());
-    let other = sim.watch(Watch::new("p/").prefix().coalesce().prev_kv()); // different options
+    let leader = sim.watch(Watch::new("p/").prefix().coalesce(true));
+    let follower = sim.watch(Watch::new("p/").prefix().coalesce(true));
+    let other = sim.watch(Watch::new("p/").prefix().coalesce(true).prev_kv()); // different options
     let opened = sim.open_watch_stream();
     let c = creates(&opened.body);
     let wires: Vec<i64> = c.iter().map(|c| c.watch_id).collect();
@@ -1166,7 +1166,7 @@ fn identical_watches_share_one_server_watch_and_each_gets_every_event() {
 
 #[test]
 fn a_late_follower_starts_after_what_the_client_has_seen() {
-    let (mut sim, ids, stream) = setup(vec![Watch::new("k").coalesce()], 10);
+    let (mut sim, ids, stream) = setup(vec![Watch::new("k").coalesce(true)], 10);
     // The application writes (revision 15) and its answer comes back before it watches; the
     // server has not yet sent the leader that event.
     let now = sim.now;
@@ -1187,7 +1187,7 @@ fn a_late_follower_starts_after_what_the_client_has_seen() {
         },
     );
     let _ = sim.events();
-    let follower = sim.watch(Watch::new("k").coalesce());
+    let follower = sim.watch(Watch::new("k").coalesce(true));
     let out = sim.out();
     assert!(
         out.sends.is_empty() && out.opens.is_empty(),
@@ -1203,9 +1203,9 @@ fn a_late_follower_starts_after_what_the_client_has_seen() {
 
 #[test]
 fn cancelling_the_leader_hands_its_server_watch_to_a_follower() {
-    let (mut sim, ids, stream) = setup(vec![Watch::new("k").coalesce()], 10);
-    let f1 = sim.watch(Watch::new("k").coalesce());
-    let f2 = sim.watch(Watch::new("k").coalesce());
+    let (mut sim, ids, stream) = setup(vec![Watch::new("k").coalesce(true)], 10);
+    let f1 = sim.watch(Watch::new("k").coalesce(true));
+    let f2 = sim.watch(Watch::new("k").coalesce(true));
     let _ = sim.drain_events();
     let now = sim.now;
     sim.core.cancel_watch(ids[0], now);
@@ -1253,8 +1253,8 @@ fn cancelling_the_leader_hands_its_server_watch_to_a_follower() {
 #[test]
 fn followers_of_a_pending_leader_are_created_with_it_and_end_with_it() {
     let mut sim = Sim::new();
-    let leader = sim.watch(Watch::new("k").coalesce());
-    let follower = sim.watch(Watch::new("k").coalesce().created_notify());
+    let leader = sim.watch(Watch::new("k").coalesce(true));
+    let follower = sim.watch(Watch::new("k").coalesce(true).created_notify());
     let opened = sim.open_watch_stream();
     assert_eq!(creates(&opened.body).len(), 1);
     assert!(sim.events().is_empty(), "nothing created yet");
@@ -1283,8 +1283,8 @@ fn followers_of_a_pending_leader_are_created_with_it_and_end_with_it() {
 
 #[test]
 fn a_stream_wide_progress_reaches_followers_once_and_moves_no_one() {
-    let (mut sim, ids, stream) = setup(vec![Watch::new("k").coalesce()], 10);
-    let follower = sim.watch(Watch::new("k").coalesce());
+    let (mut sim, ids, stream) = setup(vec![Watch::new("k").coalesce(true)], 10);
+    let follower = sim.watch(Watch::new("k").coalesce(true));
     let _ = sim.drain_events();
     let now = sim.now;
     sim.core.request_progress(now).unwrap();
@@ -1304,11 +1304,12 @@ fn a_stream_wide_progress_reaches_followers_once_and_moves_no_one() {
 
 #[test]
 fn watches_from_a_revision_or_with_their_own_stream_do_not_share() {
-    let (mut sim, _ids, stream) = setup(vec![Watch::new("k").coalesce()], 10);
-    let _historic = sim.watch(Watch::new("k").coalesce().start_revision(5));
-    let _own = sim.watch(Watch::new("k").coalesce().own_stream());
-    let _resync = sim.watch(Watch::new("k").coalesce().resync_on_compaction());
-    let _plain = sim.watch(Watch::new("k")); // not marked: a server watch of its own
+    let (mut sim, _ids, stream) = setup(vec![Watch::new("k")], 10);
+    let _historic = sim.watch(Watch::new("k").start_revision(5));
+    let _own = sim.watch(Watch::new("k").own_stream());
+    let _resync = sim.watch(Watch::new("k").resync_on_compaction());
+    let _shared = sim.watch(Watch::new("k")); // coalesced by default: nothing sent
+    let _plain = sim.watch(Watch::new("k").coalesce(false)); // a server watch of its own
     let out = sim.out();
     let on_shared: usize = out
         .sends

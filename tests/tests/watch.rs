@@ -325,12 +325,24 @@ per_version!(
 // the first leaves the others running on it.
 per_version!(coalescing_watchers_share_a_server_watch, |version| {
     let (c, p) = shared_client(version, "watch_coalesce");
-    let mut w1 = c.watch(Watch::new(&p).prefix().coalesce()).await.unwrap();
-    let mut w2 = c.watch(Watch::new(&p).prefix().coalesce()).await.unwrap();
-    let mut w3 = c.watch(Watch::new(&p).prefix().coalesce()).await.unwrap();
+    let mut w1 = c
+        .watch(Watch::new(&p).prefix().coalesce(true))
+        .await
+        .unwrap();
+    let mut w2 = c
+        .watch(Watch::new(&p).prefix().coalesce(true))
+        .await
+        .unwrap();
+    let mut w3 = c
+        .watch(Watch::new(&p).prefix().coalesce(true))
+        .await
+        .unwrap();
     // A change made before w4 asked to watch is not reported to it.
     let before = c.put((format!("{p}before"), "x")).await.unwrap();
-    let mut w4 = c.watch(Watch::new(&p).prefix().coalesce()).await.unwrap();
+    let mut w4 = c
+        .watch(Watch::new(&p).prefix().coalesce(true))
+        .await
+        .unwrap();
     assert!(w4.created_revision() >= before.header.unwrap().revision);
     c.put((format!("{p}k"), "1")).await.unwrap();
     let one = events(&mut w1, 2).await;
