@@ -515,7 +515,7 @@ async fn run_watch<R: Rt>(
                 let mut drained = 0u32;
                 while let Some((_, resp)) = item {
                     drained += 1;
-                    if drained % 64 == 0 {
+                    if drained.is_multiple_of(64) {
                         now = since_epoch_ns();
                     }
                     let resp = match resp {
