@@ -243,7 +243,7 @@ impl Client {
     ///
     /// Identical watches marked [`Watch::coalesce`] share one watch on the server.
     pub async fn watch(&self, watch: impl Into<Watch>) -> Result<Watcher, Error> {
-        let (updates_tx, updates) = mpsc::unbounded_channel();
+        let (updates_tx, updates) = crate::inbox::channel();
         let (id, revision, flow) = start_watch(&self.inner, watch.into(), updates_tx).await?;
         Ok(Watcher::new(
             self.inner.clone(),

@@ -103,7 +103,7 @@ pub(crate) enum KeepAliveUpdate {
 
 /// The channel a watcher's updates go to, tagged with the watcher (a [`crate::WatchSet`]
 /// receives many watchers on one channel).
-pub(crate) type WatchSender = mpsc::UnboundedSender<(WatchId, WatchUpdate)>;
+pub(crate) type WatchSender = crate::inbox::Sender<(WatchId, WatchUpdate)>;
 
 /// What a watcher's channel carries.
 pub(crate) enum WatchUpdate {

@@ -12,6 +12,7 @@ mod client;
 mod client_api;
 pub mod concurrency;
 mod driver;
+mod inbox;
 mod lease;
 mod runtime;
 mod server_stream;

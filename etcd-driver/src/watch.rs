@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use etcd_proto_core::{Error, Watch, WatchId, WatchResponse};
-use tokio::sync::mpsc;
 
 use crate::client::{start_watch, Inner};
 use crate::driver::{Command, SeqHashMap, WatchFlow, WatchUpdate};
+use crate::inbox;
 
 /// A running watcher. Read it with [`Watcher::next`] (or as a `futures` `Stream` through
 /// [`Watcher::poll_next`]). It yields every event exactly once, in revision order, across
@@ -20,7 +20,7 @@ pub struct Watcher {
     inner: Arc<Inner>,
     id: WatchId,
     revision: i64,
-    updates: mpsc::UnboundedReceiver<(WatchId, WatchUpdate)>,
+    updates: inbox::Receiver<(WatchId, WatchUpdate)>,
     flow: Arc<WatchFlow>,
     done: bool,
 }
@@ -40,7 +40,7 @@ impl Watcher {
         inner: Arc<Inner>,
         id: WatchId,
         revision: i64,
-        updates: mpsc::UnboundedReceiver<(WatchId, WatchUpdate)>,
+        updates: inbox::Receiver<(WatchId, WatchUpdate)>,
         flow: Arc<WatchFlow>,
     ) -> Watcher {
         Watcher {
@@ -132,8 +132,8 @@ impl Watcher {
 /// the set cancels them all.
 pub struct WatchSet {
     inner: Arc<Inner>,
-    tx: mpsc::UnboundedSender<(WatchId, WatchUpdate)>,
-    rx: mpsc::UnboundedReceiver<(WatchId, WatchUpdate)>,
+    tx: inbox::Sender<(WatchId, WatchUpdate)>,
+    rx: inbox::Receiver<(WatchId, WatchUpdate)>,
     members: SeqHashMap<WatchId, Member>,
     /// Resolves when the driver is gone (its watchers can no longer report their end);
     /// `None` once it has.
@@ -155,7 +155,7 @@ impl std::fmt::Debug for WatchSet {
 
 impl WatchSet {
     pub(crate) fn new(inner: Arc<Inner>) -> WatchSet {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = inbox::channel();
         let commands = inner.commands.clone();
         WatchSet {
             inner,
