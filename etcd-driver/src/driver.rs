@@ -239,6 +239,9 @@ pub(crate) struct Driver<R: Runtime> {
     next_generation: u64,
     tls: Option<TlsConnector>,
     watches: SeqHashMap<WatchId, WatchSlot>,
+    /// Watch responses drained but not yet sent, all for the inbox `outbox_channel`.
+    outbox: Vec<(WatchId, WatchUpdate)>,
+    outbox_channel: usize,
     /// Lease subscriptions: their channel, and whether they end after one renewal.
     keepers: IdMap<KeepAliveId, (mpsc::UnboundedSender<KeepAliveUpdate>, bool)>,
     notifier: Arc<Notifier>,
@@ -275,6 +278,8 @@ impl<R: Runtime> Driver<R> {
             next_generation: 0,
             tls,
             watches: SeqHashMap::default(),
+            outbox: Vec::new(),
+            outbox_channel: 0,
             keepers: IdMap::default(),
             waker: Waker::from(notifier.clone()),
             notifier,
@@ -974,24 +979,28 @@ impl<R: Runtime> Driver<R> {
                         size,
                         over_limit,
                     } => {
-                        let delivered = self.watches.get(&watch).is_some_and(|w| {
-                            w.updates
-                                .send((watch, WatchUpdate::Response(response, size)))
-                                .is_ok()
-                        });
-                        if delivered {
-                            // What the watcher consumed is collected only when the core
-                            // needs it: when the watcher is over its limit.
-                            if over_limit {
-                                self.collect_consumed(watch);
-                            }
-                        } else {
-                            // The consumer is gone: stop the watcher.
-                            self.watches.remove(&watch);
+                        let Some(channel) =
+                            self.watches.get(&watch).map(|w| w.updates.channel_id())
+                        else {
                             self.core.cancel_watch(watch, now);
+                            continue;
+                        };
+                        // Responses for one inbox (a fan-out to a watch set) go in one batch.
+                        if channel != self.outbox_channel {
+                            self.flush_outbox(now);
+                            self.outbox_channel = channel;
+                        }
+                        self.outbox
+                            .push((watch, WatchUpdate::Response(response, size)));
+                        // What the watcher consumed is collected only when the core needs it:
+                        // when the watcher is over its limit.
+                        if over_limit {
+                            self.collect_consumed(watch);
                         }
                     }
                     Event::WatchEnded { watch, error } => {
+                        // Its responses first.
+                        self.flush_outbox(now);
                         if let Some(mut slot) = self.watches.remove(&watch) {
                             match slot.created.take() {
                                 Some(reply) => {
@@ -1006,10 +1015,36 @@ impl<R: Runtime> Driver<R> {
                     _ => {}
                 }
             }
+            self.flush_outbox(now);
             if !progressed {
                 return;
             }
         }
+    }
+
+    /// Sends the batched responses to their inbox; when its reader is gone, stops their
+    /// watchers.
+    fn flush_outbox(&mut self, now: Instant) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        // Every item goes to the same inbox: any live watcher of the batch holds its sender.
+        let Some(slot) = self
+            .outbox
+            .iter()
+            .find_map(|(watch, _)| self.watches.get(watch))
+        else {
+            self.outbox.clear();
+            return;
+        };
+        if slot.updates.send_all(&mut self.outbox).is_err() {
+            for (watch, _) in std::mem::take(&mut self.outbox) {
+                if self.watches.remove(&watch).is_some() {
+                    self.core.cancel_watch(watch, now);
+                }
+            }
+        }
+        self.outbox.clear();
     }
 
     /// roots) when none were configured.

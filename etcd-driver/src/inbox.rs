@@ -70,6 +70,30 @@ impl<T> Sender<T> {
     }
 }
 
+impl<T> Sender<T> {
+    /// Queues every item of `items` (emptying it) with one lock and at most one wake-up;
+    /// when the receiver is gone they stay in `items`.
+    pub(crate) fn send_all(&self, items: &mut Vec<T>) -> Result<(), ()> {
+        let waker = {
+            let mut state = lock(&self.0);
+            if state.receiver_gone {
+                return Err(());
+            }
+            state.queue.extend(items.drain(..));
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Identifies the channel: equal for senders of the same receiver.
+    pub(crate) fn channel_id(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+}
+
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
         lock(&self.0).senders += 1;
@@ -173,7 +197,25 @@ mod tests {
     fn sending_to_a_dropped_receiver_gives_the_item_back() {
         let (tx, rx) = channel();
         tx.send(1).expect("receiver alive");
+        assert_eq!(tx.channel_id(), tx.clone().channel_id());
         drop(rx);
         assert_eq!(tx.send(2), Err(2));
+        let mut items = vec![3, 4];
+        assert!(tx.send_all(&mut items).is_err());
+        assert_eq!(items, vec![3, 4]);
+    }
+
+    #[test]
+    fn send_all_keeps_order_after_single_sends() {
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let (tx, mut rx) = channel();
+        tx.send(1).expect("receiver alive");
+        let mut items = vec![2, 3];
+        tx.send_all(&mut items).expect("receiver alive");
+        assert!(items.is_empty());
+        for i in 1..=3 {
+            assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(i)));
+        }
     }
 }
