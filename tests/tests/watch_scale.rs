@@ -346,3 +346,98 @@ per_version!(dropping_watchers_cancels_them_on_the_server, |version| {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 });
+
+// Identical watches share one server watch by default, and every one of them still gets every
+// event once, in order, also after the leader (the first) is cancelled; `coalesce(false)` gets
+// a server watch of its own.
+per_version!(identical_watchers_cost_the_server_one_watch, |version| {
+    let server = blocking(move || EtcdServer::start(version))
+        .await
+        .expect("etcd");
+    let c = client_for(&server, |_| {});
+    let port = server.client_port();
+    let metric = move || {
+        let body = etcd_tests::http::get(port, "/metrics", Duration::from_secs(5))
+            .unwrap()
+            .body;
+        body.lines()
+            .find(|l| l.starts_with("etcd_debugging_mvcc_watcher_total "))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap() as i64
+    };
+    let base = blocking(metric).await;
+    let mut set = c.watch_set();
+    let mut ids = Vec::new();
+    for _ in 0..300 {
+        ids.push(set.add(Watch::new("same/").prefix()).await.unwrap());
+    }
+    assert_eq!(blocking(metric).await, base + 1, "one server watch for 300");
+    let mut own = c
+        .watch(Watch::new("same/").prefix().coalesce(false))
+        .await
+        .unwrap();
+    assert_eq!(blocking(metric).await, base + 2);
+
+    // Collects `n` events for every watcher of the set, checking order and uniqueness.
+    async fn collect(
+        set: &mut etcd_tokio::WatchSet,
+        live: &[etcd_tokio::WatchId],
+        n: usize,
+    ) -> std::collections::HashMap<etcd_tokio::WatchId, Vec<i64>> {
+        let mut got: std::collections::HashMap<_, Vec<i64>> = std::collections::HashMap::new();
+        while live.iter().any(|id| got.get(id).map_or(0, Vec::len) < n) {
+            let (id, resp) = tokio::time::timeout(Duration::from_secs(20), set.next())
+                .await
+                .expect("events in time")
+                .expect("set not empty");
+            let resp = resp.expect("no error");
+            let revs = got.entry(id).or_default();
+            for e in resp.events.iter() {
+                let rev = e.kv.as_ref().unwrap().mod_revision;
+                assert!(
+                    revs.last().is_none_or(|&last| last < rev),
+                    "{id:?} out of order"
+                );
+                revs.push(rev);
+            }
+        }
+        got
+    }
+
+    let mut first = Vec::new();
+    for i in 0..20 {
+        let put = c.put((format!("same/{i}"), "v")).await.unwrap();
+        first.push(put.header.unwrap().revision);
+    }
+    let got = collect(&mut set, &ids, 20).await;
+    for id in &ids {
+        assert_eq!(got[id], first, "{id:?}");
+    }
+    assert_eq!(next_events(&mut own, 20).await.len(), 20);
+
+    // Cancel the leader and half the others: the rest go on, on the same server watch.
+    for id in ids.drain(..150) {
+        set.cancel(id);
+    }
+    let mut second = Vec::new();
+    for i in 0..10 {
+        let put = c.put((format!("same/{i}"), "w")).await.unwrap();
+        second.push(put.header.unwrap().revision);
+    }
+    let got = collect(&mut set, &ids, 10).await;
+    for id in &ids {
+        assert_eq!(got[id], second, "{id:?}");
+    }
+    assert_eq!(blocking(metric).await, base + 2);
+    drop(set);
+    drop(own);
+    let dropped = Instant::now();
+    while blocking(metric).await != base {
+        assert!(
+            dropped.elapsed() < Duration::from_secs(2),
+            "server watches left"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+});
