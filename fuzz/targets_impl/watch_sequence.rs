@@ -8,11 +8,13 @@
 //! 300 bytes, 2048 bytes; bit 2 no keepalive; bits 3-4 default timeout: none, none, 100 ms,
 //! 2 s; bit 5 empty store history, else 5 revisions; bit 6 connections are answered only by
 //! op 4, else at once; bit 7 one attempt per call). Then, until the input runs out (at most
-//! [`MAX_OPS`] operations), one opcode byte (`% 25`) and its operands:
+//! [`MAX_OPS`] operations), one opcode byte (`% 25`; for op 0, `byte / 25` odd picks the
+//! second form) and its operands:
 //!
 //! | op | operands | input |
 //! |---|---|---|
 //! | 0 | opts, more | `Core::watch` of a fresh key `w<n>`: opts bits prefix, prev_kv, fragment, progress_notify, require_leader, own_stream, resync, created_notify; more bits 0-2 start revision (0, 0, 1, head, head-1, head+1, head+3, -1), 3-5 buffer_bytes (default, default, 1, 16, 64, 256, 1024, default), 6 no_delete, 7 from_key (with prefix: invalid) |
+//! | 0 (byte 25, 75, 125, 175, 225) | watcher, var | `Core::watch` of the same request as an earlier watcher (live or ended): its key, range, prev_kv, fragment, progress_notify, no_delete and require_leader, from revision 0, no own_stream or resync, so it shares the server watch of a live identical one (or starts one). var bits 0-2: 0-3 identical, 4 `coalesce(false)`, 5 start revision head, 6 own_stream, 7 one option flipped (bits 6-7: prev_kv, fragment, progress_notify, require_leader); bit 3 created_notify; bits 4-5 buffer_bytes (default, 1, 64, 1024). Without a watcher yet: op 0 with operands (watcher, var) |
 //! | 1 | watcher | `cancel_watch` (one past the end: unknown) |
 //! | 2 | | `request_progress` |
 //! | 3 | watcher, amount | `watch_consumed` (all, half, 1 byte, `usize::MAX`) |
@@ -46,21 +48,38 @@
 //! the watches it created (with a cursor: the next revision it sends) and unfinished
 //! fragments.
 //!
+//! Shared server watches: the model predicts which watches the core coalesces (identical
+//! requests from revision 0, not `own_stream`, resync or `coalesce(false)`) and keeps a
+//! "share" per server watch: its members (the first watcher, then the followers that joined
+//! while a member was live), its wire ID, stream and options. Only a share's holder sends
+//! creates; when the application cancels the holder of several, the core promotes the
+//! follower furthest behind, which the model does not see, so it only knows the holder again
+//! once one member is left. A server error for the share's watch ends every member.
+//!
 //! Checked after every step: never a panic; per watcher, no event is delivered twice (no
 //! `(key, mod_revision)` pair twice) and every delivered Events response's events have
 //! `mod_revision` >= the highest one delivered before (and are in order); nothing follows
 //! `WatchEnded`, which comes exactly once; `WatchCreated` at most once; a watcher ends only when
-//! the step may end it (its cancel, the rejection or cancellation the server meant for it,
-//! a failed stream, connection or resync, close), and a cancelled or rejected (or cancelled by
-//! the server) watcher does end then, a cancelled one without an error; the first Created for
-//! a watcher is reported; creates carry fresh wire IDs, the watcher's options, and resume
-//! after the last delivered revision; streams only open on a live connection and watchers
-//! share them only within their group (`hasleader` as asked); flow control never hands back
-//! more than was received, and hands back everything when no watcher is over its buffer; a
-//! live watcher is never stranded and no stream outlives its watchers; `watchers()` agrees;
-//! after `close` every watcher has ended with `ClientClosed` and nothing more comes out.
-//! Raw bytes that decode into events out of order (which no server sends) switch the
-//! ordering checks off for the rest of the input.
+//! the step may end it (its cancel, the rejection or cancellation the server meant for its
+//! share, a failed stream, connection or resync, close), and a cancelled or rejected (or
+//! cancelled by the server) watcher does end then (with every member of its share), a
+//! cancelled one without an error; the first Created for a share is reported for every
+//! member, at a revision no lower than the server's when the create was from "now"; creates
+//! carry fresh wire IDs (a follower's never: it sends none, and a promoted one inherits its
+//! share's), the share's options, and resume after the last revision delivered to any member
+//! (the holder is the one furthest behind); no cancel goes out for a wire ID a live member
+//! still uses; a follower is announced when it joins a created share (else with its share),
+//! at a revision no lower than any header delivered before it joined, gets nothing before
+//! that and no event at or below that revision; every event the server sent as new on a
+//! share's wire (at or past the revision asked, not sent before) with a revision above a
+//! member's created revision reaches that member, and so does progress for that wire (once it
+//! is created); streams only open on a live connection and
+//! watchers share them only within their group (`hasleader` as asked); flow control never
+//! hands back more than was received, and hands back everything when no watcher is over its
+//! buffer; a live watcher is never stranded and no stream outlives its watchers; `watchers()`
+//! agrees; after `close` every watcher has ended with `ClientClosed` and nothing more comes
+//! out. Raw bytes that decode into events out of order (which no server sends) switch the
+//! ordering and delivery checks off for the rest of the input.
 //!
 //! This file is shared by the cargo-fuzz binary and `etcd-proto-core/tests/fuzz_corpus.rs`,
 //! so it may only use crates both can reach.
@@ -143,12 +162,12 @@ pub fn run(data: &[u8]) {
     // `WATCH_SEQUENCE_TRACE=1` prints every step (to debug a failing input).
     h.trace = std::env::var_os("WATCH_SEQUENCE_TRACE").is_some();
     for _ in 0..MAX_OPS {
-        let Some(op) = input.byte() else { break };
-        let op = op % OPS;
+        let Some(byte) = input.byte() else { break };
+        let op = byte % OPS;
         if h.trace {
-            eprintln!("op {op} at +{:?}", h.now - h.start);
+            eprintln!("op {op} ({byte}) at +{:?}", h.now - h.start);
         }
-        h.op(op, &mut input);
+        h.op(op, byte / OPS, &mut input);
         h.auto_connect();
     }
     if !h.closed {
@@ -195,22 +214,48 @@ enum Group {
     Own(WatchId),
 }
 
+/// What makes two coalescing watches identical for the core (same range and options).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Spec {
+    key: String,
+    prefix: bool,
+    from_key: bool,
+    prev_kv: bool,
+    fragment: bool,
+    progress_notify: bool,
+    no_delete: bool,
+    require_leader: bool,
+}
+
+/// The options of a watch that do not make it a different request.
+#[derive(Debug, Clone, Copy)]
+struct Opts {
+    own: bool,
+    resync: bool,
+    created_notify: bool,
+    start: i64,
+    buffer: Option<usize>,
+    coalesce: bool,
+}
+
 #[derive(Debug)]
 struct WatcherModel {
+    spec: Spec,
+    /// Its share (index into `Harness::shares`).
+    share: usize,
+    /// Joined a live share: it had no server watch of its own then.
+    follower: bool,
     group: Group,
-    require_leader: bool,
     start: i64,
     resync: bool,
     created_notify: bool,
     limit: usize,
     live: bool,
     announced: bool,
-    /// The first create sent for it (resumes must carry the same options).
-    first_create: Option<WatchCreateRequest>,
-    /// The wire ID of its latest create (`None` while the core picks a fresh one to resync).
-    current_wire: Option<i64>,
-    /// The stream its latest create went out on.
-    stream: Option<StreamId>,
+    /// The revision its `WatchCreated` reported.
+    created_rev: Option<i64>,
+    /// A follower: the highest header revision delivered to anyone before it joined.
+    join_seen: i64,
     resyncing: bool,
     /// Highest delivered event revision.
     max_rev: Option<i64>,
@@ -218,25 +263,71 @@ struct WatcherModel {
     /// Something delivered may have moved its resume revision.
     moved: bool,
     buffered: usize,
+    /// How much of its share's `sent` it has been checked against.
+    checked: usize,
+    /// Got events before its share was created (which no server sends).
+    early: bool,
+}
+
+/// One server watch as the client sees it: the watchers sharing it (a watcher that does not
+/// coalesce has a share of its own).
+#[derive(Debug)]
+struct ShareModel {
+    /// Every watcher that belonged to it, in join order (the first started it).
+    members: Vec<WatchId>,
+    /// The member holding the server watch, when the model knows it (the core promotes the
+    /// follower furthest behind when the holder is cancelled, which the model cannot see).
+    holder: Option<WatchId>,
+    group: Group,
+    /// The first create sent for it (resumes must carry the same options).
+    first_create: Option<WatchCreateRequest>,
+    /// The wire ID of its latest create (`None` while the core picks a fresh one to resync).
+    current_wire: Option<i64>,
+    /// The stream its latest create went out on.
+    stream: Option<StreamId>,
+    /// Events the server sent as new on its current wire and stream, which the core decoded:
+    /// every live member created below one of them must get it.
+    sent: Vec<(Bytes, i64)>,
+    /// Decoded events count in `sent` (off once a rejection or cancellation may have taken
+    /// it off its wire; on again with its next create).
+    counting: bool,
+    /// Events or progress for its wire came before the server created it (which no server
+    /// does): its created revision is not checked against the server's.
+    premature: bool,
 }
 
 #[derive(Debug, Default)]
 struct ServerWatch {
     /// The next revision the server sends.
     cursor: i64,
+    /// Revisions from here on have not been sent (nor skipped by progress) yet, and were asked
+    /// for: the server sends them as new.
+    fresh: i64,
     /// The last batch of revisions sent.
     last: Option<(i64, i64)>,
     prev_kv: bool,
 }
 
+/// Events (key, revision) the server sends for the first time.
+type NewEvents = Vec<(Bytes, i64)>;
+
 /// What a server message on a watch stream means, for the checks.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Meta {
-    /// Events, progress, fragments, stray messages: no watcher may end.
+    /// Progress, old events, stray messages: no watcher may end.
     Plain,
+    /// Events for this wire ID; `new`: those the server sends for the first time.
+    Events { wire: i64, new: NewEvents },
+    /// Progress for this wire ID (not completing a fragmented revision).
+    Progress { wire: i64 },
     /// The answer to the create with this wire ID. `aligned`: no stray answer went before
-    /// (which could make the client end or resync this watcher on a wrong match).
-    Created { wire: i64, aligned: bool },
+    /// (which could make the client end or resync this watcher on a wrong match). `floor`:
+    /// the server's revision, when the create was from "now" (nothing at or below it comes).
+    Created {
+        wire: i64,
+        aligned: bool,
+        floor: Option<i64>,
+    },
     /// A rejected create (the oldest pending one on the server, if any). `aligned`: no stray
     /// Created went before it, so the client's notion of the oldest pending create agrees.
     Rejected {
@@ -267,8 +358,9 @@ struct WatchStream {
     cancel_before_created: HashSet<i64>,
     /// Watches the client cancelled: the server owes a Canceled response.
     owed_cancel: Vec<i64>,
-    /// Remaining fragments of a split revision, per wire ID.
-    frags: BTreeMap<i64, VecDeque<PbWatchResponse>>,
+    /// Remaining fragments of a split revision, per wire ID (the last one carries the new
+    /// events, delivered with it).
+    frags: BTreeMap<i64, VecDeque<(PbWatchResponse, NewEvents)>>,
     /// Generated bytes not yet fed to the core.
     out: Vec<u8>,
     /// Frame length and meaning of every whole frame generated and not yet decoded.
@@ -329,6 +421,11 @@ struct Expect {
     must_created: BTreeSet<WatchId>,
     /// Compacted in resync mode: ends, or re-reads its range under a fresh wire ID.
     resync: BTreeSet<WatchId>,
+    /// Shares created from "now" at this server revision: members announced now report at
+    /// least it.
+    floors: Vec<(usize, i64)>,
+    /// Must get a progress response (the server sent one for their share).
+    progress: BTreeSet<WatchId>,
     closing: bool,
 }
 
@@ -348,15 +445,25 @@ struct Harness {
     tainted: bool,
     watchers: BTreeMap<WatchId, WatcherModel>,
     order: Vec<WatchId>,
-    key_owner: HashMap<Bytes, WatchId>,
-    wire_owner: BTreeMap<i64, WatchId>,
+    shares: Vec<ShareModel>,
+    /// The latest share of each coalescing request (joined while it has a live member).
+    share_of_spec: HashMap<Spec, usize>,
+    /// The watchers of each key (Range calls name their watcher by key; only the first, a
+    /// fresh watch, may resync).
+    key_owner: HashMap<Bytes, Vec<WatchId>>,
+    /// The share each wire ID belongs to.
+    wire_owner: BTreeMap<i64, usize>,
+    /// The highest header revision delivered to any watcher.
+    max_seen: i64,
     streams: BTreeMap<StreamId, WatchStream>,
     ranges: BTreeMap<StreamId, RangeStream>,
     /// Streams the transport ended in this step: the core may still reset them, release
     /// capacity or send on them while it learns of the end.
     dead_now: BTreeSet<StreamId>,
-    /// Creates sent in this step: (watcher, start revision).
-    step_creates: Vec<(WatchId, i64)>,
+    /// Creates sent in this step: (share, start revision).
+    step_creates: Vec<(usize, i64)>,
+    /// Cancels sent in this step: (stream, wire ID).
+    step_cancels: Vec<(StreamId, i64)>,
     /// The store: per revision (from 1), its events (key index, delete, value length).
     history: Vec<Vec<(usize, bool, usize)>>,
     next_key: u64,
@@ -405,12 +512,16 @@ impl Harness {
             tainted: false,
             watchers: BTreeMap::new(),
             order: Vec::new(),
+            shares: Vec::new(),
+            share_of_spec: HashMap::new(),
             key_owner: HashMap::new(),
             wire_owner: BTreeMap::new(),
+            max_seen: 0,
             streams: BTreeMap::new(),
             ranges: BTreeMap::new(),
             dead_now: BTreeSet::new(),
             step_creates: Vec::new(),
+            step_cancels: Vec::new(),
             history: Vec::new(),
             next_key: 0,
             progress_sent: 0,
@@ -421,12 +532,16 @@ impl Harness {
         h
     }
 
-    fn op(&mut self, op: u8, input: &mut Input<'_>) {
+    fn op(&mut self, op: u8, high: u8, input: &mut Input<'_>) {
         match op {
             0 => {
                 let a = input.byte_or0();
                 let b = input.byte_or0();
-                self.start_watch(a, b);
+                if high % 2 == 1 && !self.order.is_empty() {
+                    self.watch_again(a, b);
+                } else {
+                    self.start_watch(a, b);
+                }
             }
             1 => {
                 let id = self.pick_watcher(input.byte_or0());
@@ -701,37 +816,16 @@ impl Harness {
     fn start_watch(&mut self, a: u8, b: u8) {
         let n = self.next_key;
         self.next_key += 1;
-        let key = format!("w{n}");
-        let mut watch = Watch::new(key.as_str());
-        let prefix = a & 1 != 0;
-        if prefix {
-            watch = watch.prefix();
-        }
-        if a & 2 != 0 {
-            watch = watch.prev_kv();
-        }
-        if a & 4 != 0 {
-            watch = watch.fragment();
-        }
-        if a & 8 != 0 {
-            watch = watch.progress_notify();
-        }
-        let require_leader = a & 16 != 0;
-        if require_leader {
-            watch = watch.require_leader();
-        }
-        let own = a & 32 != 0;
-        if own {
-            watch = watch.own_stream();
-        }
-        let resync = a & 64 != 0;
-        if resync {
-            watch = watch.resync_on_compaction();
-        }
-        let created_notify = a & 128 != 0;
-        if created_notify {
-            watch = watch.created_notify();
-        }
+        let spec = Spec {
+            key: format!("w{n}"),
+            prefix: a & 1 != 0,
+            from_key: b & 128 != 0,
+            prev_kv: a & 2 != 0,
+            fragment: a & 4 != 0,
+            progress_notify: a & 8 != 0,
+            no_delete: b & 64 != 0,
+            require_leader: a & 16 != 0,
+        };
         let head = self.head();
         let start = match b & 7 {
             0 | 1 => 0,
@@ -742,7 +836,6 @@ impl Harness {
             6 => head + 3,
             _ => -1,
         };
-        watch = watch.start_revision(start);
         let buffer = match (b >> 3) & 7 {
             2 => Some(1),
             3 => Some(16),
@@ -751,17 +844,99 @@ impl Harness {
             6 => Some(1024),
             _ => None,
         };
-        if let Some(bytes) = buffer {
+        let opts = Opts {
+            own: a & 32 != 0,
+            resync: a & 64 != 0,
+            created_notify: a & 128 != 0,
+            start,
+            buffer,
+            coalesce: true,
+        };
+        self.add_watch(spec, opts);
+    }
+
+    /// A watch of the same request as an earlier watcher (see the table).
+    fn watch_again(&mut self, x: u8, v: u8) {
+        let of = self.order[x as usize % self.order.len()];
+        let mut spec = self.watchers[&of].spec.clone();
+        let mut opts = Opts {
+            own: false,
+            resync: false,
+            created_notify: v & 8 != 0,
+            start: 0,
+            buffer: [None, Some(1), Some(64), Some(1024)][((v >> 4) & 3) as usize],
+            coalesce: true,
+        };
+        match v & 7 {
+            4 => opts.coalesce = false,
+            5 => opts.start = self.head(),
+            6 => opts.own = true,
+            7 => match v >> 6 {
+                0 => spec.prev_kv = !spec.prev_kv,
+                1 => spec.fragment = !spec.fragment,
+                2 => spec.progress_notify = !spec.progress_notify,
+                _ => spec.require_leader = !spec.require_leader,
+            },
+            _ => {}
+        }
+        if self.trace {
+            eprintln!("  watch again as {of:?}: {spec:?} {opts:?}");
+        }
+        self.add_watch(spec, opts);
+    }
+
+    fn add_watch(&mut self, spec: Spec, o: Opts) {
+        let mut watch = Watch::new(spec.key.as_str());
+        if spec.prefix {
+            watch = watch.prefix();
+        }
+        if spec.prev_kv {
+            watch = watch.prev_kv();
+        }
+        if spec.fragment {
+            watch = watch.fragment();
+        }
+        if spec.progress_notify {
+            watch = watch.progress_notify();
+        }
+        if spec.require_leader {
+            watch = watch.require_leader();
+        }
+        if o.own {
+            watch = watch.own_stream();
+        }
+        if o.resync {
+            watch = watch.resync_on_compaction();
+        }
+        if o.created_notify {
+            watch = watch.created_notify();
+        }
+        watch = watch.start_revision(o.start);
+        if let Some(bytes) = o.buffer {
             watch = watch.buffer_bytes(bytes);
         }
-        if b & 64 != 0 {
+        if spec.no_delete {
             watch = watch.no_delete();
         }
-        let invalid = b & 128 != 0 && prefix;
-        if b & 128 != 0 {
+        let invalid = spec.from_key && spec.prefix;
+        if spec.from_key {
             watch = watch.from_key();
         }
+        if !o.coalesce {
+            watch = watch.coalesce(false);
+        }
+        // The core shares a server watch between identical watches from "now".
+        let coalescing = o.coalesce && !o.own && !o.resync && o.start == 0;
+        let joins = if coalescing {
+            self.share_of_spec
+                .get(&spec)
+                .copied()
+                .filter(|&s| !self.live_members(s).is_empty())
+        } else {
+            None
+        };
         let result = self.core.watch(watch, self.now);
+        let mut exp = self.expect();
         match result {
             Ok(id) => {
                 assert!(!self.closed, "watch started after close");
@@ -771,40 +946,107 @@ impl Harness {
                     !self.wire_owner.contains_key(&(id.0 as i64)),
                     "{id:?} was a wire ID already"
                 );
-                // Keys are unique: creates and Range calls name their watcher by key.
-                self.key_owner.insert(Bytes::from(key.into_bytes()), id);
+                let group = if o.own {
+                    Group::Own(id)
+                } else {
+                    Group::Shared {
+                        require_leader: spec.require_leader,
+                    }
+                };
+                // Members of a share are announced together: when it is created, a follower
+                // is at once, else with it.
+                let created = joins.is_some_and(|s| self.share_created(s));
+                if created {
+                    exp.must_created.insert(id);
+                }
+                let share = match joins {
+                    Some(s) => {
+                        if self.trace {
+                            eprintln!("  {id:?} follows share {s} (created: {created})");
+                        }
+                        self.shares[s].members.push(id);
+                        s
+                    }
+                    None => {
+                        self.shares.push(ShareModel {
+                            members: vec![id],
+                            holder: Some(id),
+                            group,
+                            first_create: None,
+                            current_wire: None,
+                            stream: None,
+                            sent: Vec::new(),
+                            counting: false,
+                            premature: false,
+                        });
+                        let s = self.shares.len() - 1;
+                        if coalescing {
+                            self.share_of_spec.insert(spec.clone(), s);
+                        }
+                        s
+                    }
+                };
+                self.key_owner
+                    .entry(Bytes::from(spec.key.clone().into_bytes()))
+                    .or_default()
+                    .push(id);
                 self.watchers.insert(
                     id,
                     WatcherModel {
-                        group: if own {
-                            Group::Own(id)
-                        } else {
-                            Group::Shared { require_leader }
-                        },
-                        require_leader,
-                        start,
-                        resync,
-                        created_notify,
-                        limit: buffer.unwrap_or(DEFAULT_WATCH_BUFFER),
+                        spec,
+                        share,
+                        follower: joins.is_some(),
+                        group,
+                        start: o.start,
+                        resync: o.resync,
+                        created_notify: o.created_notify,
+                        limit: o.buffer.unwrap_or(DEFAULT_WATCH_BUFFER),
                         live: true,
                         announced: false,
-                        first_create: None,
-                        current_wire: None,
-                        stream: None,
+                        created_rev: None,
+                        join_seen: self.max_seen,
                         resyncing: false,
                         max_rev: None,
                         seen: HashSet::new(),
-                        moved: false,
+                        // A follower starts where the client is, not where it asked.
+                        moved: joins.is_some(),
                         buffered: 0,
+                        checked: 0,
+                        early: false,
                     },
                 );
                 self.order.push(id);
+                self.drain(exp);
+                let w = &self.watchers[&id];
+                assert!(
+                    !w.follower || created || !w.announced,
+                    "{id:?} announced before its share was created"
+                );
+                return;
             }
             Err(Error::ClientClosed) => assert!(self.closed, "ClientClosed from an open client"),
             Err(Error::InvalidRequest(_)) if invalid => {}
             Err(e) => panic!("watch failed: {e:?}"),
         }
-        self.drain(self.expect());
+        self.drain(exp);
+    }
+
+    /// The live members of a share.
+    fn live_members(&self, share: usize) -> Vec<WatchId> {
+        self.shares[share]
+            .members
+            .iter()
+            .copied()
+            .filter(|m| self.watchers[m].live)
+            .collect()
+    }
+
+    /// Whether the server watch of a share has been reported created (to its live members).
+    fn share_created(&self, share: usize) -> bool {
+        self.shares[share]
+            .members
+            .iter()
+            .any(|m| self.watchers[m].live && self.watchers[m].announced)
     }
 
     fn pick_watcher(&self, b: u8) -> WatchId {
@@ -1006,20 +1248,23 @@ impl Harness {
             .handle_data(stream, Bytes::from(chunk), end_stream, self.now);
     }
 
-    /// The live watcher whose current wire ID this is.
-    fn current_owner(&self, wire: i64) -> Option<WatchId> {
-        let id = *self.wire_owner.get(&wire)?;
-        let w = &self.watchers[&id];
-        (w.live && w.current_wire == Some(wire)).then_some(id)
+    /// The share with live members whose current wire ID this is.
+    fn current_share(&self, wire: i64) -> Option<usize> {
+        let share = *self.wire_owner.get(&wire)?;
+        (self.shares[share].current_wire == Some(wire) && !self.live_members(share).is_empty())
+            .then_some(share)
     }
 
-    /// The server ended this watcher's watch: it must end, unless compaction makes it resync.
-    fn target(&self, id: WatchId, compaction: bool, exp: &mut Expect) {
-        exp.allowed.insert(id);
-        if compaction && self.watchers[&id].resync {
-            exp.resync.insert(id);
-        } else {
-            exp.must_end.insert(id);
+    /// The server ended a share's watch: every member must end, unless compaction makes it
+    /// resync.
+    fn target(&self, share: usize, compaction: bool, exp: &mut Expect) {
+        for id in self.live_members(share) {
+            exp.allowed.insert(id);
+            if compaction && self.watchers[&id].resync {
+                exp.resync.insert(id);
+            } else {
+                exp.must_end.insert(id);
+            }
         }
     }
 
@@ -1043,10 +1288,39 @@ impl Harness {
         }
         match meta {
             Meta::Plain => {}
-            Meta::Created { wire, aligned } => {
-                if let Some(id) = self.current_owner(wire).filter(|_| aligned) {
-                    if !self.watchers[&id].announced {
-                        exp.must_created.insert(id);
+            Meta::Events { wire, new } => {
+                if let Some(share) = self.current_share(wire) {
+                    let s = &mut self.shares[share];
+                    if s.counting && s.stream == Some(stream) {
+                        s.sent.extend(new);
+                    }
+                }
+            }
+            Meta::Progress { wire } => {
+                if let Some(share) = self.current_share(wire) {
+                    if self.shares[share].stream == Some(stream) {
+                        // The holder's progress reaches every created member.
+                        for id in self.live_members(share) {
+                            if self.watchers[&id].announced {
+                                exp.progress.insert(id);
+                            }
+                        }
+                    }
+                }
+            }
+            Meta::Created {
+                wire,
+                aligned,
+                floor,
+            } => {
+                if let Some(share) = self.current_share(wire).filter(|_| aligned) {
+                    for id in self.live_members(share) {
+                        if !self.watchers[&id].announced {
+                            exp.must_created.insert(id);
+                        }
+                    }
+                    if let Some(floor) = floor.filter(|_| !self.shares[share].premature) {
+                        exp.floors.push((share, floor));
                     }
                 }
             }
@@ -1057,8 +1331,15 @@ impl Harness {
             } => {
                 if !aligned {
                     self.group_may_end(stream, exp);
-                } else if let Some(id) = wire.and_then(|w| self.current_owner(w)) {
-                    self.target(id, compaction, exp);
+                    // The client may match it to any create: later events may go nowhere.
+                    for s in self.shares.iter_mut() {
+                        if s.stream == Some(stream) {
+                            s.counting = false;
+                        }
+                    }
+                } else if let Some(share) = wire.and_then(|w| self.current_share(w)) {
+                    self.shares[share].counting = false;
+                    self.target(share, compaction, exp);
                 }
             }
             Meta::Canceled {
@@ -1066,12 +1347,13 @@ impl Harness {
                 compaction,
                 aligned,
             } => {
-                if let Some(id) = self.current_owner(wire) {
+                if let Some(share) = self.current_share(wire) {
+                    self.shares[share].counting = false;
                     if aligned {
-                        self.target(id, compaction, exp);
+                        self.target(share, compaction, exp);
                     } else {
                         // A wrong match before may have moved it to a fresh wire ID.
-                        exp.allowed.insert(id);
+                        exp.allowed.extend(self.live_members(share));
                     }
                 }
             }
@@ -1122,7 +1404,8 @@ impl Harness {
         let normal = kind <= 4 || kind == 7;
         let (wire, meta) = match (normal, st.pending.pop_front()) {
             (true, Some((wire, start, prev_kv))) => {
-                let mut cursor = if start > 0 { start } else { head + 1 };
+                let fresh = if start > 0 { start } else { head + 1 };
+                let mut cursor = fresh;
                 if kind == 3 || kind == 4 {
                     // The server resumes earlier than asked: old events come again.
                     cursor = (cursor - 1 - ((c >> 3) % 4) as i64).max(1);
@@ -1134,13 +1417,22 @@ impl Harness {
                         wire,
                         ServerWatch {
                             cursor,
+                            fresh,
                             last: None,
                             prev_kv,
                         },
                     );
                 }
                 let aligned = !st.misaligned;
-                (wire, Meta::Created { wire, aligned })
+                let floor = (start <= 0).then_some(head);
+                (
+                    wire,
+                    Meta::Created {
+                        wire,
+                        aligned,
+                        floor,
+                    },
+                )
             }
             (_, popped) => {
                 if let Some(p) = popped {
@@ -1208,11 +1500,15 @@ impl Harness {
     fn events(&mut self, stream: StreamId, sel: u8, m: u8, exp: &mut Expect) {
         let (wire, active) = self.pick_wire(stream, sel, true);
         if active {
-            if let Some(part) = self.next_fragment(stream, wire) {
-                self.send(stream, part, Meta::Plain, exp);
+            if let Some((part, meta)) = self.next_fragment(stream, wire) {
+                self.send(stream, part, meta, exp);
                 return;
             }
+        } else {
+            self.premature(stream, wire);
         }
+        // The revisions sent for the first time start here.
+        let mut fresh = i64::MAX;
         let (revs, prev_kv) = if active {
             let st = self.streams.get_mut(&stream).expect("live stream");
             let sw = st.active.get_mut(&wire).expect("active");
@@ -1242,6 +1538,8 @@ impl Harness {
                 }
             };
             sw.last = Some(revs);
+            fresh = sw.fresh;
+            sw.fresh = sw.fresh.max(revs.1 + 1);
             (revs, sw.prev_kv)
         } else {
             let r = self.head().max(1);
@@ -1251,23 +1549,44 @@ impl Harness {
         let events: Vec<PbEvent> = (revs.0..=revs.1)
             .flat_map(|r| self.rev_events(r, prev_kv))
             .collect();
+        let meta = events_meta(wire, &events, fresh);
         let msg = PbWatchResponse {
             header: Some(header(self.head())),
             watch_id: wire,
             events,
             ..Default::default()
         };
-        self.send(stream, msg, Meta::Plain, exp);
+        self.send(stream, msg, meta, exp);
     }
 
-    fn next_fragment(&mut self, stream: StreamId, wire: i64) -> Option<PbWatchResponse> {
+    /// Events or progress for a wire ID the server has not created on this stream: when it is
+    /// the pending create of a share (which no server does), its created revision and what it
+    /// is sent next are not checked until its next create.
+    fn premature(&mut self, stream: StreamId, wire: i64) {
+        if let Some(share) = self.current_share(wire) {
+            let s = &mut self.shares[share];
+            if s.stream == Some(stream) {
+                s.premature = true;
+                s.counting = false;
+            }
+        }
+    }
+
+    fn next_fragment(&mut self, stream: StreamId, wire: i64) -> Option<(PbWatchResponse, Meta)> {
         let st = self.streams.get_mut(&stream).expect("live stream");
         let parts = st.frags.get_mut(&wire)?;
         let part = parts.pop_front();
         if parts.is_empty() {
             st.frags.remove(&wire);
         }
-        part
+        part.map(|(msg, new)| {
+            let meta = if new.is_empty() {
+                Meta::Plain
+            } else {
+                Meta::Events { wire, new }
+            };
+            (msg, meta)
+        })
     }
 
     fn fragment(&mut self, stream: StreamId, sel: u8, f: u8, exp: &mut Expect) {
@@ -1275,29 +1594,36 @@ impl Harness {
         // a watcher would merge with its next events, which no server does.
         let (wire, active) = self.pick_wire(stream, sel, false);
         if active {
-            if let Some(part) = self.next_fragment(stream, wire) {
-                self.send(stream, part, Meta::Plain, exp);
+            if let Some((part, meta)) = self.next_fragment(stream, wire) {
+                self.send(stream, part, meta, exp);
                 return;
             }
         }
-        let (rev, prev_kv) = match self
+        let (rev, prev_kv, fresh) = match self
             .streams
             .get_mut(&stream)
             .expect("live stream")
             .active
             .get_mut(&wire)
         {
-            Some(sw) if f & 1 != 0 => ((sw.cursor - 1).max(1), sw.prev_kv),
+            Some(sw) if f & 1 != 0 => ((sw.cursor - 1).max(1), sw.prev_kv, sw.fresh),
             Some(sw) => {
                 sw.cursor += 1;
                 sw.last = Some((sw.cursor - 1, sw.cursor - 1));
-                (sw.cursor - 1, sw.prev_kv)
+                let fresh = sw.fresh;
+                sw.fresh = sw.fresh.max(sw.cursor);
+                (sw.cursor - 1, sw.prev_kv, fresh)
             }
-            None => (self.head().max(1), false),
+            None => (self.head().max(1), false, i64::MAX),
         };
         self.ensure(rev, f);
         let head = self.head();
         let events = self.rev_events(rev, prev_kv);
+        // The revision is delivered with the last part.
+        let new = match events_meta(wire, &events, fresh) {
+            Meta::Events { new, .. } => new,
+            _ => Vec::new(),
+        };
         let per_part = 1 + ((f >> 1) % 2) as usize;
         let mut parts: VecDeque<PbWatchResponse> = events
             .chunks(per_part)
@@ -1323,6 +1649,12 @@ impl Harness {
         }
         let first = parts.pop_front().expect("two parts at least");
         if active {
+            let last = parts.len() - 1;
+            let parts = parts
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| (p, if i == last { new.clone() } else { Vec::new() }))
+                .collect();
             self.streams
                 .get_mut(&stream)
                 .expect("live stream")
@@ -1342,16 +1674,30 @@ impl Harness {
         let wire = if sel & 1 == 0 {
             -1
         } else {
-            self.pick_wire(stream, sel >> 1, true).0
+            let (wire, active) = self.pick_wire(stream, sel >> 1, true);
+            if !active {
+                self.premature(stream, wire);
+            }
+            wire
         };
         let st = self.streams.get_mut(&stream).expect("live stream");
+        let mut meta = Meta::Plain;
         if wire == -1 {
             st.progress_requests = st.progress_requests.saturating_sub(1);
+        } else if !st.frags.contains_key(&wire) {
+            meta = Meta::Progress { wire };
+        } else if let Some(parts) = st.frags.get_mut(&wire) {
+            // It completes the unfinished revision (which no server does): what is left of it
+            // comes later, below the watcher's resume point.
+            for part in parts.iter_mut() {
+                part.1.clear();
+            }
         }
         // Everything up to the revision counts as sent.
         for (w, sw) in st.active.iter_mut() {
             if wire == -1 || *w == wire {
                 sw.cursor = sw.cursor.max(revision + 1);
+                sw.fresh = sw.fresh.max(revision + 1);
             }
         }
         let msg = PbWatchResponse {
@@ -1359,7 +1705,7 @@ impl Harness {
             watch_id: wire,
             ..Default::default()
         };
-        self.send(stream, msg, Meta::Plain, exp);
+        self.send(stream, msg, meta, exp);
     }
 
     fn canceled(&mut self, stream: StreamId, sel: u8, c: u8, exp: &mut Expect) {
@@ -1505,9 +1851,9 @@ impl Harness {
         if let Some(st) = self.streams.get_mut(&stream) {
             st.live = false;
         }
-        for w in self.watchers.values_mut() {
-            if w.stream == Some(stream) {
-                w.stream = None;
+        for s in self.shares.iter_mut() {
+            if s.stream == Some(stream) {
+                s.stream = None;
             }
         }
     }
@@ -1595,11 +1941,26 @@ impl Harness {
         }
         let mut ended = BTreeSet::new();
         let mut created = BTreeSet::new();
+        let mut progressed = BTreeSet::new();
         while let Some(e) = self.core.poll_event() {
             if self.trace {
                 eprintln!("  event {e:?}");
             }
+            if let Event::WatchResponse {
+                watch, response, ..
+            } = &e
+            {
+                if response.kind == WatchResponseKind::Progress {
+                    progressed.insert(*watch);
+                }
+            }
             self.event(e, &exp, &mut ended, &mut created);
+        }
+        for id in &exp.progress {
+            assert!(
+                progressed.contains(id) || ended.contains(id),
+                "{id:?} got no progress, which the server sent for its share"
+            );
         }
         for id in &exp.must_end {
             assert!(
@@ -1618,23 +1979,81 @@ impl Harness {
             if !ended.contains(id) {
                 let w = self.watchers.get_mut(id).expect("known");
                 w.resyncing = true;
-                w.current_wire = None;
                 // The snapshot sets its resume revision (its create may go out before the
                 // snapshot is seen).
                 w.moved = true;
+                let share = w.share;
+                self.shares[share].current_wire = None;
+            }
+        }
+        for &(share, floor) in &exp.floors {
+            // Created from "now": the server sends nothing at or below its revision then.
+            for id in &self.shares[share].members {
+                if created.contains(id) {
+                    let c = self.watchers[id].created_rev.expect("announced");
+                    assert!(
+                        c >= floor,
+                        "{id:?} created at {c}, but its server watch was created at {floor} \
+                         ({:?})",
+                        self.shares[share]
+                    );
+                }
             }
         }
         self.dead_now.clear();
-        for (id, start) in std::mem::take(&mut self.step_creates) {
-            let w = &self.watchers[&id];
-            if !w.moved {
-                assert_eq!(start, w.start, "{id:?} created at another revision");
+        for (share, start) in std::mem::take(&mut self.step_creates) {
+            let s = &self.shares[share];
+            if let Some(h) = s.holder {
+                let w = &self.watchers[&h];
+                if !w.moved {
+                    assert_eq!(start, w.start, "{h:?} created at another revision");
+                }
             }
-            if let (false, Some(m)) = (self.tainted, w.max_rev) {
-                assert!(
-                    start > m,
-                    "{id:?} resumes at {start} after revision {m} was delivered"
+            // The holder is the member furthest behind: past everything any member got
+            // (but events before the share was created, which no server sends, may have gone
+            // to a holder that left and was followed by one further behind).
+            for id in &s.members {
+                let w = &self.watchers[id];
+                if w.early && s.holder != Some(*id) {
+                    continue;
+                }
+                if let (false, Some(m)) = (self.tainted, w.max_rev) {
+                    assert!(
+                        start > m,
+                        "{:?} resume at {start} after revision {m} was delivered to {id:?}",
+                        s.members
+                    );
+                }
+            }
+        }
+        for (stream, wire) in std::mem::take(&mut self.step_cancels) {
+            let share = self
+                .current_share(wire)
+                .filter(|&s| self.shares[s].stream == Some(stream));
+            if let Some(share) = share {
+                panic!(
+                    "cancel sent for wire ID {wire}, which {:?} still use",
+                    self.live_members(share)
                 );
+            }
+        }
+        if !self.tainted {
+            // Nothing lost: every new event decoded for a share's watch after a member's
+            // created revision reached that member.
+            for (id, w) in self.watchers.iter_mut() {
+                let (true, Some(c)) = (w.live, w.created_rev) else {
+                    continue;
+                };
+                let sent = &self.shares[w.share].sent;
+                for (key, rev) in &sent[w.checked..] {
+                    assert!(
+                        *rev <= c || w.seen.contains(&(key.clone(), *rev)),
+                        "{id:?} (created at {c}) never got {key:?}@{rev}, which the server sent \
+                         to its share {:?}",
+                        self.shares[w.share].members
+                    );
+                }
+                w.checked = sent.len();
             }
         }
         self.check_state();
@@ -1689,15 +2108,21 @@ impl Harness {
                         let msgs = messages(&body);
                         assert_eq!(msgs.len(), 1, "one Range request");
                         let range = RangeRequest::decode(msgs[0].clone()).expect("a Range request");
+                        // Only the first watcher of a key (a fresh watch) may resync.
                         let id = *self
                             .key_owner
                             .get(&range.key)
+                            .and_then(|ids| ids.first())
                             .unwrap_or_else(|| panic!("Range of unknown key {:?}", range.key));
                         let w = &self.watchers[&id];
                         assert!(w.resync, "Range for {id:?}, which does not resync");
+                        let share = w.share;
                         assert_eq!(
                             Some(&range.range_end),
-                            w.first_create.as_ref().map(|c| &c.range_end),
+                            self.shares[share]
+                                .first_create
+                                .as_ref()
+                                .map(|c| &c.range_end),
                             "resync reads another range"
                         );
                         let w = self.watchers.get_mut(&id).expect("known");
@@ -1705,8 +2130,8 @@ impl Harness {
                             // Resyncing (also when raw bytes started it): a fresh wire ID
                             // follows the snapshot.
                             w.resyncing = true;
-                            w.current_wire = None;
                             w.moved = true;
+                            self.shares[share].current_wire = None;
                         }
                         self.ranges.insert(
                             stream,
@@ -1734,6 +2159,7 @@ impl Harness {
                     match req {
                         RequestUnion::CreateRequest(c) => self.on_create(stream, c),
                         RequestUnion::CancelRequest(c) => {
+                            self.step_cancels.push((stream, c.watch_id));
                             let st = self.streams.get_mut(&stream).expect("live");
                             if st.active.remove(&c.watch_id).is_some() {
                                 st.frags.remove(&c.watch_id);
@@ -1802,18 +2228,55 @@ impl Harness {
         }
     }
 
-    /// A create request went out on a watch stream.
+    /// A create request went out on a watch stream: for a share's first create, the wire ID
+    /// of the watcher that started it; after a resync, a fresh one (the key names the watcher);
+    /// else the share's wire ID (its holder's, inherited by a promoted follower).
     fn on_create(&mut self, stream: StreamId, c: WatchCreateRequest) {
-        let id = *self
-            .key_owner
-            .get(&c.key)
-            .unwrap_or_else(|| panic!("create for unknown key {:?}", c.key));
-        let w = self.watchers.get_mut(&id).expect("known");
-        assert!(w.live, "create sent for {id:?}, which ended");
-        match &w.first_create {
+        assert!(c.watch_id > 0, "wire ID {}", c.watch_id);
+        let share = match self.wire_owner.get(&c.watch_id) {
+            Some(&share) => {
+                assert_eq!(
+                    self.shares[share].current_wire,
+                    Some(c.watch_id),
+                    "wire ID {} reused",
+                    c.watch_id
+                );
+                share
+            }
+            None => {
+                let first = self
+                    .shares
+                    .iter()
+                    .position(|s| s.members[0].0 as i64 == c.watch_id && s.first_create.is_none());
+                let resync = || {
+                    let id = self.key_owner.get(&c.key)?.first()?;
+                    let w = &self.watchers[id];
+                    let s = &self.shares[w.share];
+                    (w.resync && s.first_create.is_some() && s.current_wire.is_none())
+                        .then_some(w.share)
+                };
+                let share = first.or_else(resync).unwrap_or_else(|| {
+                    panic!(
+                        "create for {:?} with wire ID {}, which no watcher may use",
+                        c.key, c.watch_id
+                    )
+                });
+                self.wire_owner.insert(c.watch_id, share);
+                share
+            }
+        };
+        let live = self.live_members(share);
+        assert!(
+            !live.is_empty(),
+            "create sent for {:?}, whose watchers all ended",
+            self.shares[share].members
+        );
+        let s = &mut self.shares[share];
+        match &s.first_create {
             Some(first) => {
                 assert_eq!(
                     (
+                        &first.key,
                         &first.range_end,
                         &first.filters,
                         first.prev_kv,
@@ -1821,38 +2284,43 @@ impl Harness {
                         first.progress_notify
                     ),
                     (
+                        &c.key,
                         &c.range_end,
                         &c.filters,
                         c.prev_kv,
                         c.fragment,
                         c.progress_notify
                     ),
-                    "{id:?} re-created with other options"
+                    "{:?} re-created with other options",
+                    s.members
                 );
             }
-            None => w.first_create = Some(c.clone()),
+            None => s.first_create = Some(c.clone()),
         }
         // Its resume revision is checked once the step's events are known (the core sends
         // before the driver sees what moved it).
-        self.step_creates.push((id, c.start_revision));
-        assert!(c.watch_id > 0, "wire ID {}", c.watch_id);
-        match self.wire_owner.get(&c.watch_id) {
-            Some(owner) => assert_eq!(*owner, id, "wire ID {} reused", c.watch_id),
-            None => {
-                self.wire_owner.insert(c.watch_id, id);
-            }
-        }
-        w.current_wire = Some(c.watch_id);
-        w.stream = Some(stream);
-        let (group, require_leader) = (w.group, w.require_leader);
+        self.step_creates.push((share, c.start_revision));
+        s.current_wire = Some(c.watch_id);
+        s.stream = Some(stream);
+        s.counting = true;
+        s.premature = false;
+        let group = s.group;
+        let spec = &self.watchers[&s.members[0]].spec;
+        assert_eq!(
+            (spec.prev_kv, spec.fragment, spec.progress_notify),
+            (c.prev_kv, c.fragment, c.progress_notify),
+            "{:?} created with options it did not ask for",
+            s.members
+        );
+        let require_leader = spec.require_leader;
         let st = self.streams.get_mut(&stream).expect("known");
         match st.group {
-            Some(g) => assert_eq!(g, group, "{id:?} shares a stream of another group"),
+            Some(g) => assert_eq!(g, group, "{share}: shares a stream of another group"),
             None => st.group = Some(group),
         }
         assert_eq!(
             st.hasleader, require_leader,
-            "hasleader header of {id:?}'s stream"
+            "hasleader header of {live:?}'s stream"
         );
         st.pending
             .push_back((c.watch_id, c.start_revision, c.prev_kv));
@@ -1875,10 +2343,19 @@ impl Harness {
                 assert!(w.live, "WatchCreated for {watch:?} after it ended");
                 assert!(!w.announced, "WatchCreated twice for {watch:?}");
                 w.announced = true;
+                w.created_rev = Some(revision);
                 if w.start == 0 {
                     w.moved = true;
                 }
-                let _ = revision;
+                if w.follower {
+                    // It never reports what the client saw before it asked.
+                    assert!(
+                        revision >= w.join_seen,
+                        "follower {watch:?} created at {revision}, but revision {} was seen \
+                         before it joined",
+                        w.join_seen
+                    );
+                }
                 created.insert(watch);
             }
             Event::WatchResponse {
@@ -1895,12 +2372,25 @@ impl Harness {
                     w.live,
                     "response for {watch:?} after it ended: {response:?}"
                 );
+                let share = &self.shares[w.share];
+                if share.holder.is_some_and(|h| h != watch) {
+                    // A follower (surely not the holder) gets nothing before its share is
+                    // created.
+                    assert!(
+                        w.announced,
+                        "follower {watch:?} got {response:?} before WatchCreated"
+                    );
+                }
+                if response.kind != WatchResponseKind::Snapshot {
+                    self.max_seen = self.max_seen.max(response.header.revision);
+                }
                 w.buffered += size;
                 match response.kind {
                     WatchResponseKind::Events => {
                         assert!(!response.events.is_empty(), "Events without events");
                         assert!(size > 0, "Events of size 0");
                         w.moved = true;
+                        w.early |= !w.announced;
                         if !tainted {
                             let prev = w.max_rev;
                             let mut last: Option<i64> = None;
@@ -1924,6 +2414,12 @@ impl Harness {
                                     "{watch:?}: event {:?}@{rev} delivered twice",
                                     kv.key
                                 );
+                                if let (true, Some(c)) = (w.follower, w.created_rev) {
+                                    assert!(
+                                        rev > c,
+                                        "follower {watch:?} created at {c} got revision {rev}"
+                                    );
+                                }
                                 last = Some(rev);
                             }
                             w.max_rev = w.max_rev.max(last);
@@ -1974,6 +2470,18 @@ impl Harness {
                 w.live = false;
                 w.resyncing = false;
                 ended.insert(watch);
+                // The model knows the holder again once one member is left (a cancelled
+                // holder hands its server watch to a follower it cannot see).
+                let share = w.share;
+                let rest = self.live_members(share);
+                if self.trace && (!rest.is_empty() || self.shares[share].members.len() > 1) {
+                    let holder = self.shares[share].holder;
+                    eprintln!("  share {share} (holder {holder:?}) left to {rest:?}");
+                }
+                let s = &mut self.shares[share];
+                if s.holder.is_none_or(|h| h == watch) {
+                    s.holder = (rest.len() == 1).then(|| rest[0]);
+                }
             }
             other => panic!("unexpected event {other:?}"),
         }
@@ -2009,7 +2517,9 @@ impl Harness {
                 let covered = if w.resyncing {
                     self.ranges.values().any(|r| r.live && r.watcher == **id)
                 } else {
-                    w.stream.is_some_and(|s| self.streams[&s].live)
+                    self.shares[w.share]
+                        .stream
+                        .is_some_and(|s| self.streams[&s].live)
                 };
                 assert!(covered, "{id:?} is stranded ({w:?}, {:?})", self.conn);
             }
@@ -2023,6 +2533,21 @@ fn header(revision: i64) -> ResponseHeader {
         member_id: 2,
         revision,
         raft_term: 3,
+    }
+}
+
+/// The meaning of events sent for a wire: those at or after `fresh` are new.
+fn events_meta(wire: i64, events: &[PbEvent], fresh: i64) -> Meta {
+    let new: Vec<(Bytes, i64)> = events
+        .iter()
+        .filter_map(|e| e.kv.as_ref())
+        .filter(|kv| kv.mod_revision >= fresh)
+        .map(|kv| (kv.key.clone(), kv.mod_revision))
+        .collect();
+    if new.is_empty() {
+        Meta::Plain
+    } else {
+        Meta::Events { wire, new }
     }
 }
 
