@@ -281,6 +281,9 @@ pub(crate) struct Watcher {
     /// Re-reading the range after a compaction: not created on the stream meanwhile.
     resyncing: bool,
     auth_retries: u32,
+    /// The create in flight asks for "from now" (start revision 0): the server watch then
+    /// starts after the revision its Created answer carries.
+    from_now: bool,
     group: GroupKey,
     /// The followers of a leader.
     followers: Vec<WatchId>,
@@ -463,6 +466,7 @@ impl Core {
                 },
                 create: Box::new(create),
                 created: false,
+                from_now: false,
                 announced: false,
                 created_notify: watch.created_notify,
                 buffered: 0,
@@ -567,6 +571,8 @@ impl Core {
         n.create = old.create.clone();
         n.wire_id = old.wire_id;
         n.created = old.created;
+        // It answers the leader's create: if that was "from now", so is this one now.
+        n.from_now = old.from_now;
         n.auth_retries = old.auth_retries;
         n.share = old.share.take();
         if let Some(share) = &n.share {
@@ -688,11 +694,12 @@ impl Core {
     }
 
     fn send_create(&mut self, group: GroupKey, id: WatchId, stream: StreamId) {
-        let Some(w) = self.watchers.get(&id) else {
+        let Some(w) = self.watchers.get_mut(&id) else {
             return;
         };
         let mut create = (*w.create).clone();
         create.start_revision = w.next_rev;
+        w.from_now = create.start_revision == 0;
         create.watch_id = w.wire_id;
         match frame(
             RequestUnion::CreateRequest(create),
@@ -873,6 +880,7 @@ impl Core {
             let mut create = (*w.create).clone();
             create.start_revision = w.next_rev;
             create.watch_id = w.wire_id;
+            w.from_now = create.start_revision == 0;
             match frame(
                 RequestUnion::CreateRequest(create),
                 self.config.max_send_message_size,
@@ -1243,8 +1251,11 @@ impl Core {
         let w = self.watchers.get_mut(&id).expect("checked above");
         w.created = true;
         w.auth_retries = 0;
-        if w.next_rev == 0 {
-            w.next_rev = header.revision + 1;
+        // A watch "from now" starts after the Created revision. A follower promoted while
+        // the leader's create was pending may have a position of its own (after the last
+        // revision the client saw); it keeps the later of the two.
+        if w.from_now {
+            w.next_rev = w.next_rev.max(header.revision + 1);
         }
         if let Some(g) = self.groups.get_mut(&key) {
             g.failures = 0;
@@ -1252,8 +1263,14 @@ impl Core {
         if !w.announced {
             w.announced = true;
             let created_notify = w.created_notify;
-            // A promoted follower may already be past the server's creation revision.
-            let revision = header.revision.max(w.next_rev - 1);
+            // A watch from "now" reports where it starts (a promoted follower may be past
+            // the server's creation revision, or, re-created after a failure, before it); one
+            // from a given revision reports the server's revision at creation, as Go does.
+            let revision = if w.create.start_revision == 0 {
+                w.next_rev - 1
+            } else {
+                header.revision.max(w.next_rev - 1)
+            };
             let followers = w.followers.clone();
             self.events.push_back(Event::WatchCreated {
                 watch: id,

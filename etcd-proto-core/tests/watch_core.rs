@@ -1369,3 +1369,39 @@ fn a_progress_request_reaches_the_require_leader_stream_too() {
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(got.contains(&plain) && got.contains(&with_leader));
 }
+
+// Found by the watch_sequence fuzz target: the leader is cancelled while its create "from now"
+// is pending. The promoted follower answers that create: it and the remaining followers start
+// after the server's creation revision (never before it: the server sends nothing older), and
+// a re-create after a failure resumes from there.
+#[test]
+fn a_follower_promoted_before_the_create_is_answered_starts_at_the_creation_revision() {
+    let mut sim = Sim::new();
+    let leader = sim.watch(Watch::new("k"));
+    let f1 = sim.watch(Watch::new("k"));
+    let f2 = sim.watch(Watch::new("k"));
+    let opened = sim.open_watch_stream();
+    assert_eq!(creates(&opened.body).len(), 1);
+    let now = sim.now;
+    sim.core.cancel_watch(leader, now);
+    let _ = sim.drain_events();
+    sim.message(opened.stream, &created(leader.0 as i64, 5));
+    let events = sim.events();
+    assert_eq!(created_revision(&events, f1), Some(5), "{events:?}");
+    assert_eq!(created_revision(&events, f2), Some(5), "{events:?}");
+    let _ = sim.out();
+    let again = sim.break_stream(opened.stream);
+    let c = creates(&again.body);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0].start_revision, 6, "resume after the creation revision");
+    sim.message(again.stream, &created(c[0].watch_id, 7));
+    sim.message(
+        again.stream,
+        &events_at(c[0].watch_id, 7, vec![put("k", 6), put("k", 7)]),
+    );
+    let got = revisions_by_watcher(sim.drain_events());
+    assert!(
+        got.contains(&(f1, vec![6, 7])) && got.contains(&(f2, vec![6, 7])),
+        "{got:?}"
+    );
+}
