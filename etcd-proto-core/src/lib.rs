@@ -29,7 +29,12 @@
 //!
 //! Outputs are queued, never dropped, so a driver that drains late only adds latency; but a
 //! driver that never reads `poll_timeout` will miss deadlines. The `now` passed to inputs must
-//! not go backwards.
+//! not go backwards. Events of watchers that share one server watch are assembled when
+//! `poll_event` is called: everything a shared watch received since the last drain reaches
+//! each of its watchers as one response (so draining after a batch of inputs, rather than
+//! after each, gives fewer and larger responses). Watch consumption may be reported to
+//! [`Core::watch_consumed`] lazily, except for a watcher whose last response event said
+//! `over_limit`.
 //!
 //! # Layers
 //!
