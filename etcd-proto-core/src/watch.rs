@@ -1254,7 +1254,8 @@ impl Core {
         // A watch "from now" starts after the Created revision. A follower promoted while
         // the leader's create was pending may have a position of its own (after the last
         // revision the client saw); it keeps the later of the two.
-        if w.from_now {
+        // Only the answer to that create: a repeated Created must not move the position.
+        if std::mem::take(&mut w.from_now) {
             w.next_rev = w.next_rev.max(header.revision + 1);
         }
         if let Some(g) = self.groups.get_mut(&key) {
