@@ -26,7 +26,7 @@
 //! | `reject-old-cluster` | [`LoadedConfig::reject_old_cluster`]; run [`check_cluster_version`] after connecting |
 //! | `permit-without-stream` | [`LoadedConfig::permit_without_stream`] (recorded only: the driver pings only connections with calls in flight) |
 //! | `insecure-transport` | no TLS at all |
-//! | `insecure-skip-tls-verify` | refused: the TLS settings have no way to skip verification |
+//! | `insecure-skip-tls-verify` | [`TlsConfig::insecure_skip_verify`]: **no server authentication** (tests and development only) |
 //! | `cert-file`, `key-file` | the client certificate and key (PEM files) |
 //! | `trusted-ca-file` (`ca-file`) | the CA bundle (PEM file) |
 //!
@@ -44,7 +44,10 @@
 //! * As in Go, unless `insecure-transport: true`, TLS is configured even without files, and
 //!   bare `host:port` endpoints use it (they become `https://`); `http://` endpoints stay plain.
 //!   Relative file paths are relative to the working directory, as in Go.
-//! * `insecure-skip-tls-verify: true` (with TLS) is refused rather than honoured.
+//!
+//! `insecure-skip-tls-verify: true` turns server certificate verification off, as in Go:
+//! anyone on the network path can then impersonate the server and read the credentials and
+//! data sent. Like every TLS setting it has no effect with `insecure-transport: true`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -184,14 +187,10 @@ impl Settings {
             }
         }
         if !self.insecure_transport {
-            if self.insecure_skip_tls_verify {
-                return Err(invalid(
-                    source,
-                    "insecure-skip-tls-verify is not supported: give the server's CA \
-                     (trusted-ca-file) instead",
-                ));
-            }
             let mut tls = TlsConfig::default();
+            if self.insecure_skip_tls_verify {
+                tls = tls.insecure_skip_verify();
+            }
             if let Some(path) = &self.trusted_ca_file {
                 tls.ca_pem = Some(read_file(source, "the CA file", path)?);
             }
@@ -510,13 +509,15 @@ pub fn from_env() -> Result<LoadedConfig, Error> {
 /// | `ETCDCTL_PASSWORD` | the password (then `ETCDCTL_USER` is the name as given) |
 /// | `ETCDCTL_CACERT`, `ETCDCTL_CERT`, `ETCDCTL_KEY` | PEM files |
 /// | `ETCDCTL_INSECURE_TRANSPORT` | `false`: bare endpoints use TLS (default `true`) |
-/// | `ETCDCTL_INSECURE_SKIP_TLS_VERIFY` | refused when `true` |
+/// | `ETCDCTL_INSECURE_SKIP_TLS_VERIFY` | `true`: no server certificate verification ([`TlsConfig::insecure_skip_verify`]; tests and development only) |
 /// | `ETCDCTL_MAX_REQUEST_BYTES`, `ETCDCTL_MAX_RECV_BYTES` | the send and receive limits |
 /// | `ETCDCTL_API` | must be `3` when set |
 ///
 /// Bare endpoints use TLS when a CA, certificate or key is given, or when
-/// `ETCDCTL_INSECURE_TRANSPORT=false`, as in etcdctl. `ETCDCTL_DISCOVERY_SRV` is refused
-/// (no DNS discovery). Other `ETCDCTL_*` variables (output format and such) are not client
+/// `ETCDCTL_INSECURE_TRANSPORT=false`, as in etcdctl. `ETCDCTL_INSECURE_SKIP_TLS_VERIFY=true`
+/// alone configures TLS without verification for `https://` endpoints but does not make bare
+/// endpoints use TLS (etcdctl ignores it unless TLS is on). `ETCDCTL_DISCOVERY_SRV` is
+/// refused (no DNS discovery). Other `ETCDCTL_*` variables (output format and such) are not client
 /// settings and are ignored. Unset settings keep [`Config::new`]'s defaults, not etcdctl's.
 pub fn from_env_vars<I, K, V>(vars: I) -> Result<LoadedConfig, Error>
 where
@@ -595,7 +596,8 @@ where
     let tls_files = s.trusted_ca_file.is_some() || s.cert_file.is_some() || s.key_file.is_some();
     s.tls_for_bare = tls_files || !s.insecure_transport;
     if tls_files || s.insecure_skip_tls_verify {
-        // etcdctl configures TLS as soon as TLS material is given.
+        // etcdctl configures TLS as soon as TLS material is given; skipping verification
+        // configures it too (for https:// endpoints: bare ones stay plain).
         s.insecure_transport = false;
     }
     s.build("environment")
@@ -703,6 +705,29 @@ insecure-transport: true
         assert_eq!(c.endpoints[0].to_string(), "https://127.0.0.1:2379");
     }
 
+    #[test]
+    fn insecure_skip_tls_verify_sets_the_flag() {
+        let c = from_yaml_str("endpoints: [a:1]\ninsecure-skip-tls-verify: true\n")
+            .unwrap()
+            .config;
+        let tls = c.tls.expect("TLS is on");
+        assert!(tls.insecure_skip_verify);
+        assert_eq!(tls, TlsConfig::default().insecure_skip_verify());
+        assert_eq!(c.endpoints[0].to_string(), "https://a:1");
+        let c = from_yaml_str("endpoints: [a:1]\ninsecure-skip-tls-verify: false\n")
+            .unwrap()
+            .config;
+        assert!(!c.tls.expect("TLS is on").insecure_skip_verify);
+        // As in Go, no TLS at all with insecure-transport.
+        let c = from_yaml_str(
+            "endpoints: [a:1]\ninsecure-transport: true\ninsecure-skip-tls-verify: true\n",
+        )
+        .unwrap()
+        .config;
+        assert!(c.tls.is_none());
+        assert_eq!(c.endpoints[0].to_string(), "http://a:1");
+    }
+
     fn err(text: &str) -> String {
         match from_yaml_str(text) {
             Err(Error::InvalidConfig(m)) => m,
@@ -719,7 +744,6 @@ insecure-transport: true
         assert!(err("endpoints: [a:1]\ndial-timeout: -5\n").contains("expected a duration"));
         assert!(err("endpoints: [a:1]\nusername: bob\n").contains("without a password"));
         assert!(err("endpoints: [a:1]\ncert-file: /x.pem\n").contains("without its key file"));
-        assert!(err("endpoints: [a:1]\ninsecure-skip-tls-verify: true\n").contains("not supported"));
         assert!(
             err("endpoints: [a:1]\ntrusted-ca-file: /nonexistent/ca.pem\n")
                 .contains("cannot read the CA file")
@@ -763,6 +787,27 @@ insecure-transport: true
             .config;
         assert_eq!(c.endpoints[0].to_string(), "https://127.0.0.1:2379");
         assert!(c.tls.is_some());
+        let c = env(&[
+            ("ETCDCTL_ENDPOINTS", "10.0.0.1:2379,https://10.0.0.2:2379"),
+            ("ETCDCTL_INSECURE_SKIP_TLS_VERIFY", "true"),
+        ])
+        .unwrap()
+        .config;
+        assert!(c.tls.expect("TLS is configured").insecure_skip_verify);
+        assert_eq!(c.endpoints[0].to_string(), "http://10.0.0.1:2379");
+        assert_eq!(c.endpoints[1].to_string(), "https://10.0.0.2:2379");
+        let c = env(&[
+            ("ETCDCTL_INSECURE_TRANSPORT", "false"),
+            ("ETCDCTL_INSECURE_SKIP_TLS_VERIFY", "1"),
+        ])
+        .unwrap()
+        .config;
+        assert!(c.tls.expect("TLS is on").insecure_skip_verify);
+        assert_eq!(c.endpoints[0].to_string(), "https://127.0.0.1:2379");
+        let c = env(&[("ETCDCTL_INSECURE_SKIP_TLS_VERIFY", "false")])
+            .unwrap()
+            .config;
+        assert!(c.tls.is_none());
         assert!(env(&[("ETCDCTL_USER", "nopassword")]).is_err());
         assert!(env(&[("ETCDCTL_DIAL_TIMEOUT", "soon")]).is_err());
         assert!(env(&[("ETCDCTL_API", "2")]).is_err());

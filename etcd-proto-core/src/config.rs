@@ -56,6 +56,9 @@ pub struct TlsConfig {
     pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
     /// Server name to verify instead of the endpoint's host (also sent as SNI).
     pub server_name: Option<String>,
+    /// **Dangerous**: accept any server certificate, whoever issued it and whatever names it
+    /// holds (Go's `InsecureSkipVerify`). See [`TlsConfig::insecure_skip_verify`].
+    pub insecure_skip_verify: bool,
 }
 
 impl TlsConfig {
@@ -78,6 +81,25 @@ impl TlsConfig {
         self.server_name = Some(name.into());
         self
     }
+
+    /// **Dangerous: turns server authentication off.** The server's certificate is accepted
+    /// whoever issued it and whatever names it holds (the CA bundle and the server name are
+    /// not checked against it; the name is still sent as SNI), like Go's
+    /// `InsecureSkipVerify` and etcdctl's `--insecure-skip-tls-verify`.
+    ///
+    /// The connection is still encrypted, and the handshake still proves that the server holds
+    /// the key of the certificate it shows, but nothing proves that this certificate belongs
+    /// to your etcd: anyone on the network path can impersonate the server, read everything
+    /// sent (the user name and password, tokens, keys and values), and answer anything. Use
+    /// it only for tests and development, never in production: give the server's CA
+    /// ([`TlsConfig::with_ca_pem`]) instead.
+    ///
+    /// A client identity ([`TlsConfig::identity`]) is still presented to servers that ask
+    /// for one.
+    pub fn insecure_skip_verify(mut self) -> Self {
+        self.insecure_skip_verify = true;
+        self
+    }
 }
 
 impl fmt::Debug for TlsConfig {
@@ -89,6 +111,7 @@ impl fmt::Debug for TlsConfig {
                 &self.client_identity.as_ref().map(|_| "<set>"),
             )
             .field("server_name", &self.server_name)
+            .field("insecure_skip_verify", &self.insecure_skip_verify)
             .finish()
     }
 }

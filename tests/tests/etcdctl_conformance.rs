@@ -1591,6 +1591,8 @@ fn tls_steps() -> Vec<Step> {
         c("get foo --cacert={CA} --cert={CERT} --key={KEY} --insecure-transport=false").run(),
         c("get foo --cacert= --cert={CERT} --key={KEY}").run(),
         c("get foo --cert=").run(),
+        // No CA: the server is not verified at all (the client certificate is still sent).
+        c("--cert={CERT} --key={KEY} --insecure-skip-tls-verify get foo").run(),
     ]
 }
 

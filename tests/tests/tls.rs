@@ -1,5 +1,5 @@
 //! TLS against real servers: CA verification, mutual TLS, IP-address endpoints, server-name
-//! override.
+//! override, and the (dangerous) option that skips server verification.
 
 mod common;
 
@@ -96,6 +96,82 @@ per_version!(mutual_tls, |version| {
     );
     with_cert.put(("k", "mtls")).await.unwrap();
     assert_eq!(&with_cert.get("k").await.unwrap().kvs[0].value[..], b"mtls");
+});
+
+/// The server's certificate is refused: a transport error naming the certificate problem,
+/// before anything was sent.
+async fn refused_for_its_certificate(client: &Client) {
+    let err = client.get("k").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Transport {
+                request_sent: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("certificate") || text.contains("UnknownIssuer"),
+        "{text}"
+    );
+}
+
+per_version!(insecure_skip_verify_trusts_any_server, |version| {
+    let (server, certs) = tls_server(version, false).await;
+    let url = server.client_url();
+    // By default a client that does not know the server's CA refuses it.
+    refused_for_its_certificate(&client(&url, Some(TlsConfig::default()))).await;
+    let other_ca = certs.other_ca().cert_pem().to_vec();
+    refused_for_its_certificate(&client(
+        &url,
+        Some(TlsConfig::with_ca_pem(other_ca.clone())),
+    ))
+    .await;
+    // With verification off it connects without the CA.
+    let insecure = client(&url, Some(TlsConfig::default().insecure_skip_verify()));
+    insecure.put(("k", "insecure")).await.unwrap();
+    assert_eq!(
+        &insecure.get("k").await.unwrap().kvs[0].value[..],
+        b"insecure"
+    );
+    // Neither the CA bundle nor the name is checked then.
+    let anything_goes = client(
+        &url,
+        Some(
+            TlsConfig::with_ca_pem(other_ca)
+                .server_name("not-in-the-cert.test")
+                .insecure_skip_verify(),
+        ),
+    );
+    assert_eq!(
+        &anything_goes.get("k").await.unwrap().kvs[0].value[..],
+        b"insecure"
+    );
+});
+
+per_version!(insecure_skip_verify_with_a_client_identity, |version| {
+    let (server, certs) = tls_server(version, true).await;
+    let url = server.client_url();
+    let identity =
+        || TlsConfig::default().identity(certs.client().cert_pem(), certs.client().key_pem());
+    // Without the CA the client refuses the server, identity or not.
+    refused_for_its_certificate(&client(&url, Some(identity()))).await;
+    // Verification off but no certificate: the server refuses the client.
+    let anonymous = client(&url, Some(TlsConfig::default().insecure_skip_verify()));
+    assert!(
+        anonymous.get("k").await.is_err(),
+        "a client without a certificate is refused"
+    );
+    // Verification off, with the identity: mutual TLS works.
+    let with_cert = client(&url, Some(identity().insecure_skip_verify()));
+    with_cert.put(("k", "mtls-insecure")).await.unwrap();
+    assert_eq!(
+        &with_cert.get("k").await.unwrap().kvs[0].value[..],
+        b"mtls-insecure"
+    );
 });
 
 #[tokio::test]

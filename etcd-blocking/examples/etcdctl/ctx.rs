@@ -405,6 +405,10 @@ impl Ctx {
             if !cert.is_empty() && !key.is_empty() {
                 tls = tls.identity(read(&cert), read(&key));
             }
+            // As in etcdctl, only when TLS is on (dangerous: no server authentication).
+            if self.flags.bool("insecure-skip-tls-verify") {
+                tls = tls.insecure_skip_verify();
+            }
             config.tls = Some(tls);
         }
         if let Some((user, password)) = creds {
