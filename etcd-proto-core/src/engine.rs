@@ -455,6 +455,10 @@ pub struct Core {
     next_stream: u64,
     rng: Rng,
     auth: Auth,
+    /// Failed Authenticate calls in a row; streams waiting for a token retry after a backoff.
+    auth_failures: u32,
+    /// Before this, streams (watches, keepalives) alone do not start another Authenticate.
+    auth_retry_at: Option<Instant>,
     token_generation: u64,
     next_sync: Option<Instant>,
     sync_in_flight: bool,
@@ -499,6 +503,8 @@ impl Core {
             } else {
                 Auth::Off
             },
+            auth_failures: 0,
+            auth_retry_at: None,
             token_generation: 0,
             next_sync: config.auto_sync_interval.map(|i| now + i),
             sync_in_flight: false,
@@ -1056,6 +1062,8 @@ impl Core {
             self.next_sync,
             self.watch_poll_timeout(),
             self.keeper_poll_timeout(),
+            self.auth_retry_at
+                .filter(|_| matches!(self.auth, Auth::Needed) && waiting),
         ]
         .into_iter()
         .chain(endpoint_timers)
@@ -1408,8 +1416,11 @@ impl Core {
         if self.waiting.is_empty() && !watches_waiting {
             return;
         }
+        // A call waiting for a token starts an attempt at once (it has its own deadline);
+        // streams alone wait out the backoff after a failure, so a server refusing the
+        // credentials is not asked again and again.
         if matches!(self.auth, Auth::Needed)
-            && (watches_waiting
+            && ((watches_waiting && self.auth_retry_at.is_none_or(|at| at <= now))
                 || self
                     .waiting
                     .iter()
@@ -1721,9 +1732,12 @@ impl Core {
                     token.set_sensitive(true);
                     self.token_generation += 1;
                     self.auth = Auth::Ready(token);
+                    self.auth_failures = 0;
+                    self.auth_retry_at = None;
                 }
                 Err(_) => {
                     self.auth = Auth::Needed;
+                    self.auth_failed_at(now);
                     let e = Error::Protocol(
                         "the server sent an auth token that is not a valid header value".into(),
                     );
@@ -1736,9 +1750,23 @@ impl Core {
             }
             Err(e) => {
                 self.auth = Auth::Needed;
+                self.auth_failed_at(now);
+                // Wrong credentials will not get better by waiting: watches that need a token
+                // end with the error too (a keepalive's leases are reported lost when they
+                // expire). Other failures (unreachable, timeouts) are retried.
+                if e.etcd_kind() == Some(EtcdErrorKind::AuthFailed) {
+                    self.fail_watches_waiting_for_token(&e);
+                }
                 self.fail_token_waiters(e, now);
             }
         }
+    }
+
+    /// Schedules the next attempt of streams waiting for a token: 100 ms, doubling up to 5 s.
+    fn auth_failed_at(&mut self, now: Instant) {
+        let pause = Duration::from_millis(100).saturating_mul(1 << self.auth_failures.min(6));
+        self.auth_failures = self.auth_failures.saturating_add(1);
+        self.auth_retry_at = Some(now + pause.min(Duration::from_secs(5)));
     }
 
     /// Authentication failed: calls waiting for a token get its error (the next call starts

@@ -1065,6 +1065,24 @@ impl Core {
             .collect()
     }
 
+    /// The credentials were refused: watchers whose stream waits for a token end with the
+    /// error (the ones on open streams go on with the token they have).
+    pub(crate) fn fail_watches_waiting_for_token(&mut self, error: &Error) {
+        let waiting: Vec<GroupKey> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| matches!(g.state, StreamSlot::Waiting) && !g.members.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in waiting {
+            let members: Vec<WatchId> = self.groups[&key].members.iter().copied().collect();
+            for id in members {
+                self.finish_watcher(id, Some(error.clone()));
+            }
+            self.groups.remove(&key);
+        }
+    }
+
     /// Ends every watcher (client closing).
     pub(crate) fn close_watches(&mut self) {
         let ids: Vec<WatchId> = self.watchers.keys().copied().collect();

@@ -125,3 +125,31 @@ async fn short_token_ttl_never_surfaces_v3_5() {
     }
     assert!(round > 10);
 }
+
+// With a wrong password a watch ends with the typed error at once, after one Authenticate (it
+// used to wait forever while the client asked the server again and again).
+per_version!(wrong_password_ends_watches_at_once, |version| {
+    let server = blocking(move || EtcdServer::start(version))
+        .await
+        .expect("etcd");
+    enable_auth(&server).await;
+    let wrong = authed(&server, "not-the-password");
+    let watched = tokio::time::timeout(
+        Duration::from_secs(10),
+        wrong.watch(etcd_tokio::Watch::new("k")),
+    )
+    .await;
+    let err = watched.expect("the watch ends in time").unwrap_err();
+    assert_eq!(err.etcd_kind(), Some(EtcdErrorKind::AuthFailed), "{err:?}");
+    // A second watch asks again (the password may have been fixed on the server meanwhile).
+    let again = tokio::time::timeout(
+        Duration::from_secs(10),
+        wrong.watch(etcd_tokio::Watch::new("k")),
+    )
+    .await;
+    let err = again.expect("the watch ends in time").unwrap_err();
+    assert_eq!(err.etcd_kind(), Some(EtcdErrorKind::AuthFailed), "{err:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let attempts = server.log().matches("authentication failed").count();
+    assert!(attempts <= 3, "{attempts} failed authentications");
+});
