@@ -1099,6 +1099,18 @@ impl Core {
         self.endpoints.remove(idx);
     }
 
+    /// An endpoint outside the list, reached only by calls pinned to it, goes (with its
+    /// connection) when its last call is over, as Go closes the connection it dials for a
+    /// maintenance call to one endpoint; the table does not grow with every URL ever pinned.
+    fn forget_unused_pinned_only(&mut self, id: EndpointId, now: Instant) {
+        let pinned_only = self
+            .endpoint_index(id)
+            .is_some_and(|i| self.endpoints[i].pinned_only);
+        if pinned_only && !self.calls.values().any(|c| c.pinned == Some(id)) {
+            self.drop_endpoint(id, "pinned endpoint no longer used", now);
+        }
+    }
+
     fn endpoint_index(&self, id: EndpointId) -> Option<usize> {
         self.endpoints.iter().position(|e| e.id == id)
     }
@@ -1699,6 +1711,9 @@ impl Core {
         }
         if let CallState::Backoff { until } = call.state {
             self.backoffs.remove(&(until, id));
+        }
+        if let Some(pinned) = call.pinned {
+            self.forget_unused_pinned_only(pinned, now);
         }
         match call.owner {
             Owner::User => {

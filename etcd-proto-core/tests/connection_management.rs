@@ -1502,12 +1502,19 @@ fn pinned_call_to_an_unlisted_endpoint() {
     let (id, result) = sim.one_finished();
     assert_eq!(id, call);
     assert!(result.is_ok());
+    // Its last call over, p goes with its connection.
+    let out = sim.out();
+    assert_eq!(out.disconnects, vec![p], "{out:?}");
 
     // Unpinned calls never go to p.
     for used in spread(&mut sim, 4) {
         assert_eq!(used, a);
     }
     assert_eq!(sim.core.endpoints(), vec![ep(EP_A)]);
+    // Pinned again, it is connected again.
+    let _again = sim.get_with("k", CallOptions::on_endpoint(ep(EP_P)));
+    let (_, target) = sim.out().one_connect();
+    assert_eq!(target, ep(EP_P));
 }
 
 #[test]
