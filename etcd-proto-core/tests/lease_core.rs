@@ -607,3 +607,45 @@ fn an_answer_costs_about_the_same_with_10000_leases_as_with_100() {
          per 100 answers)"
     );
 }
+
+#[test]
+fn renewals_close_to_due_share_the_write_of_a_due_one() {
+    // TTL 12 s: renewals every 4 s, and one may go up to 1 s (TTL/12) early.
+    let mut sim = Sim::new();
+    sim.keep(1, Some(secs(12)));
+    let (stream, first) = sim.open_keeper();
+    assert_eq!(first, [1]);
+    let t0 = sim.now;
+    sim.answer(stream, 1, 12);
+    // Leases subscribed at scattered instants are each renewed at once, on their own.
+    for (lease, after) in [(2, 500 * MS), (3, 900 * MS), (4, secs(2))] {
+        sim.set(t0 + after);
+        sim.keep(lease, Some(secs(12)));
+        assert_eq!(
+            sim.renewal(stream),
+            [lease],
+            "lease {lease} renewed on its own"
+        );
+        sim.answer(stream, lease, 12);
+    }
+    sim.assert_quiet("all answered");
+    assert_eq!(sim.poll_timeout(), t0 + secs(4), "lease 1 is due first");
+    // Lease 1 is due: 2 and 3 (due 0.5 s and 0.9 s later) go with it; 4 (2 s later) does not.
+    sim.set(t0 + secs(4));
+    sim.timeout();
+    assert_eq!(sorted(sim.renewal(stream)), [1, 2, 3]);
+    for lease in [1, 2, 3] {
+        sim.answer(stream, lease, 12);
+    }
+    sim.assert_quiet("answered");
+    assert_eq!(sim.poll_timeout(), t0 + secs(6), "lease 4 on its own time");
+    sim.set(t0 + secs(6));
+    sim.timeout();
+    assert_eq!(sim.renewal(stream), [4]);
+    sim.answer(stream, 4, 12);
+    // From now on 1, 2 and 3 share every round.
+    assert_eq!(sim.poll_timeout(), t0 + secs(8));
+    sim.set(t0 + secs(8));
+    sim.timeout();
+    assert_eq!(sorted(sim.renewal(stream)), [1, 2, 3]);
+}
