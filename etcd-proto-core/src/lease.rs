@@ -4,9 +4,7 @@
 //! server**: a response to a request sent at `t` with TTL `ttl` proves the lease lives until
 //! at least `t + ttl` (the server renewed it after `t`). The next renewal is sent a third of
 //! the TTL after `t`, and never later than a safety margin (a sixth of the TTL) before the
-//! expiry, so a reconnect close to the expiry renews at once instead of overshooting it.
-//! Whenever a renewal goes out, those due within a twelfth of their TTL (at most 1 s) go in
-//! the same write: leases granted at scattered instants settle into shared rounds. A
+//! expiry, so a reconnect close to the expiry renews at once instead of overshooting it. A
 //! lease ends with a definite [`LeaseLostReason`]: the server said it does not exist (TTL <=
 //! 0), or its expiry passed without a confirmation, or it was revoked through this client.
 //! Timers live in ordered sets, so each event costs O(log n) in the number of leases.
@@ -62,8 +60,6 @@ struct LeaseState {
     next_send: Option<Instant>,
     /// Send instants of unanswered requests, oldest first.
     outstanding: VecDeque<Instant>,
-    /// The TTL last confirmed (or the hint), which sets how early a renewal may go out.
-    ttl: Option<Duration>,
 }
 
 /// The keepalive stream and every kept lease.
@@ -140,17 +136,6 @@ fn margin(ttl: Duration) -> Duration {
     (ttl / 6).max(Duration::from_millis(100))
 }
 
-/// The longest a renewal is ever sent ahead of its due instant.
-const MAX_EARLY: Duration = Duration::from_secs(1);
-
-/// How early a lease's renewal may go out to share the write of one that is due: a twelfth of
-/// its TTL (a quarter of its renewal interval), at most [`MAX_EARLY`]. Renewing early is always
-/// safe; leases granted at scattered instants then fall into a few shared rounds instead of
-/// costing a timer wake-up and a write each.
-fn early_window(ttl: Option<Duration>) -> Duration {
-    ttl.map_or(Duration::ZERO, |ttl| (ttl / 12).min(MAX_EARLY))
-}
-
 impl Core {
     /// Keeps `lease` alive until [`Core::stop_keep_alive`]. `ttl_hint` (the granted TTL, if
     /// known) sets the presumed expiry until the server first confirms; without it the first
@@ -206,7 +191,6 @@ impl Core {
                     expiry,
                     next_send: None,
                     outstanding: VecDeque::new(),
-                    ttl: ttl_hint,
                 },
             );
             k.expiries.insert((expiry, lease));
@@ -273,30 +257,17 @@ impl Core {
         }
     }
 
-    /// Sends every renewal that is due, with those close enough to due to go early (see
-    /// [`early_window`]), in one DATA write.
+    /// Sends every renewal that is due, in one DATA write.
     fn send_due_renewals(&mut self, now: Instant) {
         let Some((stream, _)) = self.keeper.open_on() else {
             return;
         };
-        let k = &mut self.keeper;
-        if k.renewals.first().is_none_or(|&(at, _)| at > now) {
-            return;
-        }
-        let horizon = now + MAX_EARLY;
-        let mut sending = Vec::new();
-        for &(at, lease) in k.renewals.range(..=(horizon, i64::MAX)) {
-            let early_ok = at <= now
-                || k.leases
-                    .get(&lease)
-                    .is_some_and(|l| at <= now + early_window(l.ttl));
-            if early_ok {
-                sending.push((at, lease));
-            }
-        }
         let mut batch = BytesMut::new();
-        for (at, lease) in sending {
-            self.keeper.renewals.remove(&(at, lease));
+        while let Some(&(at, lease)) = self.keeper.renewals.first() {
+            if at > now {
+                break;
+            }
+            self.keeper.renewals.pop_first();
             let Some(l) = self.keeper.leases.get_mut(&lease) else {
                 continue;
             };
@@ -460,7 +431,6 @@ impl Core {
             return;
         }
         let ttl = Duration::from_secs(resp.ttl as u64);
-        l.ttl = Some(ttl);
         let expiry = sent_at + ttl;
         let next = (sent_at + ttl / 3).min(expiry - margin(ttl)).max(now);
         let subscribers: Vec<KeepAliveId> = l.subscribers.iter().copied().collect();
