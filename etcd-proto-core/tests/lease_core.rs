@@ -607,3 +607,138 @@ fn an_answer_costs_about_the_same_with_10000_leases_as_with_100() {
          per 100 answers)"
     );
 }
+
+#[test]
+fn renewals_close_to_due_share_the_write_of_a_due_one() {
+    // TTL 12 s: renewals every 4 s, and one may go up to 1 s (TTL/12) early.
+    let mut sim = Sim::new();
+    sim.keep(1, Some(secs(12)));
+    let (stream, first) = sim.open_keeper();
+    assert_eq!(first, [1]);
+    let t0 = sim.now;
+    sim.answer(stream, 1, 12);
+    // Leases subscribed at scattered instants are each renewed at once, on their own.
+    for (lease, after) in [(2, 500 * MS), (3, 900 * MS), (4, secs(2))] {
+        sim.set(t0 + after);
+        sim.keep(lease, Some(secs(12)));
+        assert_eq!(
+            sim.renewal(stream),
+            [lease],
+            "lease {lease} renewed on its own"
+        );
+        sim.answer(stream, lease, 12);
+    }
+    sim.assert_quiet("all answered");
+    assert_eq!(sim.poll_timeout(), t0 + secs(4), "lease 1 is due first");
+    // Lease 1 is due: 2 and 3 (due 0.5 s and 0.9 s later) go with it; 4 (2 s later) does not.
+    sim.set(t0 + secs(4));
+    sim.timeout();
+    assert_eq!(sorted(sim.renewal(stream)), [1, 2, 3]);
+    for lease in [1, 2, 3] {
+        sim.answer(stream, lease, 12);
+    }
+    sim.assert_quiet("answered");
+    assert_eq!(sim.poll_timeout(), t0 + secs(6), "lease 4 on its own time");
+    sim.set(t0 + secs(6));
+    sim.timeout();
+    assert_eq!(sim.renewal(stream), [4]);
+    sim.answer(stream, 4, 12);
+    // From now on 1, 2 and 3 share every round.
+    assert_eq!(sim.poll_timeout(), t0 + secs(8));
+    sim.set(t0 + secs(8));
+    sim.timeout();
+    assert_eq!(sorted(sim.renewal(stream)), [1, 2, 3]);
+}
+
+#[test]
+fn a_thousand_leases_kept_from_scattered_instants_settle_into_one_write_per_round() {
+    // One lease kept alive every millisecond for a second (TTL 12 s: every 4 s, up to 1 s
+    // early). Without the early window each would keep its own instant: 1,000 writes a round.
+    let mut sim = Sim::new();
+    sim.keep(1, Some(secs(12)));
+    let (stream, _) = sim.open_keeper();
+    let t0 = sim.now;
+    sim.answer(stream, 1, 12);
+    for lease in 2..=1000i64 {
+        sim.set(t0 + MS * (lease as u32 - 1));
+        sim.keep(lease, Some(secs(12)));
+        assert_eq!(sim.renewal(stream), [lease]);
+        sim.answer(stream, lease, 12);
+    }
+    let (mut writes, mut renewed) = (0, 0);
+    while sim.poll_timeout() < t0 + secs(20) {
+        let at = sim.poll_timeout();
+        sim.set(at);
+        sim.timeout();
+        let leases = sim.renewal(stream);
+        if at >= t0 + secs(8) {
+            writes += 1;
+            renewed += leases.len();
+        }
+        for lease in leases {
+            sim.answer(stream, lease, 12);
+        }
+    }
+    assert_eq!((writes, renewed), (3, 3000), "rounds at 8, 12 and 16 s");
+}
+
+/// Smallest time (over many samples) to start keeping 100 new leases (each renewed at once,
+/// on its own, and answered) while `n` kept leases have renewals due 0.8 s later: close, but
+/// outside their early window (TTL 6 s: 0.5 s).
+fn new_lease_cost(n: i64, samples: usize) -> Duration {
+    const CHUNK: i64 = 100;
+    let mut sim = Sim::new();
+    for l in 1..=n {
+        sim.keep(l, Some(secs(6)));
+    }
+    let (stream, leases) = sim.open_keeper();
+    assert_eq!(leases.len() as i64, n);
+    let t0 = sim.now;
+    for l in 1..=n {
+        sim.answer(stream, l, 6);
+    }
+    sim.set(t0 + 1200 * MS);
+    let mut best = Duration::MAX;
+    let mut next = n + 1;
+    for _ in 0..samples {
+        let chunk: Vec<i64> = (next..next + CHUNK).collect();
+        next += CHUNK;
+        let start = Instant::now();
+        let mut keepers = Vec::new();
+        for &lease in &chunk {
+            keepers.push(sim.keep(lease, Some(secs(6))));
+            let sent = sim.core.poll_transmit();
+            assert!(sent.is_some(), "lease {lease} renewed at once");
+            sim.message(stream, &answer(lease, 6));
+            while sim.core.poll_event().is_some() {}
+        }
+        best = best.min(start.elapsed());
+        let now = sim.now;
+        for keeper in keepers {
+            sim.core.stop_keep_alive(keeper, now);
+        }
+        while sim.core.poll_transmit().is_some() {}
+    }
+    assert_eq!(
+        sim.poll_timeout(),
+        t0 + secs(2),
+        "the kept leases were left alone"
+    );
+    best
+}
+
+#[test]
+fn a_new_lease_costs_about_the_same_with_10000_renewals_due_soon_as_with_100() {
+    // A renewal that goes out looks for others that may go early with it; that look must
+    // stop at the first that may not, or subscribing many leases becomes quadratic.
+    new_lease_cost(100, 10);
+    let small = new_lease_cost(100, 200);
+    let large = new_lease_cost(10_000, 200);
+    let ratio = large.as_secs_f64() / small.as_secs_f64().max(1e-9);
+    eprintln!("100 new leases: {small:?} with 100 kept, {large:?} with 10000 kept (x{ratio:.2})");
+    assert!(
+        ratio < 5.0,
+        "a new lease with 10000 renewals due soon costs {ratio:.1}x one with 100 ({large:?} vs \
+         {small:?} per 100 new leases)"
+    );
+}
