@@ -155,7 +155,7 @@ impl Shared {
 /// [`Mutex`](super::Mutex) and [`Election`](super::Election), which end with
 /// [`ConcurrencyError::SessionExpired`](super::ConcurrencyError::SessionExpired) when the
 /// lease is lost. So no runtime or spawner is needed here. Each renewal leaves a small notice
-/// until the session is next read (one per TTL/3); a program that holds a session for days
+/// until the session is next read (about one per TTL/3); a program that holds a session for days
 /// without using it can spawn [`Session::done`] on its runtime, which reads them as they come.
 ///
 /// Dropping the last clone stops the renewals without revoking (the lease then expires after
