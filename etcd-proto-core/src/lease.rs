@@ -284,7 +284,7 @@ impl Core {
         if k.renewals.first().is_none_or(|&(at, _)| at > now) {
             return;
         }
-        let mut sending = Vec::new();
+        let mut batch = BytesMut::new();
         while let Some(&(at, lease)) = k.renewals.first() {
             let may_go = at <= now
                 || k.leases
@@ -294,11 +294,7 @@ impl Core {
                 break;
             }
             k.renewals.pop_first();
-            sending.push(lease);
-        }
-        let mut batch = BytesMut::new();
-        for lease in sending {
-            let Some(l) = self.keeper.leases.get_mut(&lease) else {
+            let Some(l) = k.leases.get_mut(&lease) else {
                 continue;
             };
             l.next_send = None;

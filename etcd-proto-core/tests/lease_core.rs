@@ -591,20 +591,30 @@ fn answer_cost(n: i64, samples: usize) -> Duration {
     best
 }
 
+/// How much more `cost(10_000, ..)` takes than `cost(100, ..)`, after a warm-up (allocator,
+/// caches). Each cost is the minimum over many samples, robust against a loaded machine:
+/// noise only ever adds time.
+fn cost_ratio_10000_vs_100(
+    what: &str,
+    cost: fn(i64, usize) -> Duration,
+    warmup: usize,
+    samples: usize,
+) -> f64 {
+    cost(100, warmup);
+    let small = cost(100, samples);
+    let large = cost(10_000, samples);
+    let ratio = large.as_secs_f64() / small.as_secs_f64().max(1e-9);
+    eprintln!("{what}: {small:?} with 100 leases, {large:?} with 10000 leases (x{ratio:.2})");
+    ratio
+}
+
 #[test]
 fn an_answer_costs_about_the_same_with_10000_leases_as_with_100() {
-    // Warm up (allocator, caches), then measure. The minimum over many samples of 100
-    // answers is robust against a loaded machine: noise only ever adds time.
-    answer_cost(100, 20);
-    let small = answer_cost(100, 400);
-    let large = answer_cost(10_000, 400);
-    let ratio = large.as_secs_f64() / small.as_secs_f64().max(1e-9);
-    eprintln!("100 answers: {small:?} with 100 leases, {large:?} with 10000 leases (x{ratio:.2})");
+    let ratio = cost_ratio_10000_vs_100("100 answers", answer_cost, 20, 400);
     // O(n) per answer would be ~100x; O(log n) is ~2x plus cache effects.
     assert!(
         ratio < 5.0,
-        "an answer with 10000 leases costs {ratio:.1}x one with 100 ({large:?} vs {small:?} \
-         per 100 answers)"
+        "an answer with 10000 leases costs {ratio:.1}x one with 100"
     );
 }
 
@@ -731,14 +741,9 @@ fn new_lease_cost(n: i64, samples: usize) -> Duration {
 fn a_new_lease_costs_about_the_same_with_10000_renewals_due_soon_as_with_100() {
     // A renewal that goes out looks for others that may go early with it; that look must
     // stop at the first that may not, or subscribing many leases becomes quadratic.
-    new_lease_cost(100, 10);
-    let small = new_lease_cost(100, 200);
-    let large = new_lease_cost(10_000, 200);
-    let ratio = large.as_secs_f64() / small.as_secs_f64().max(1e-9);
-    eprintln!("100 new leases: {small:?} with 100 kept, {large:?} with 10000 kept (x{ratio:.2})");
+    let ratio = cost_ratio_10000_vs_100("100 new leases", new_lease_cost, 10, 200);
     assert!(
         ratio < 5.0,
-        "a new lease with 10000 renewals due soon costs {ratio:.1}x one with 100 ({large:?} vs \
-         {small:?} per 100 new leases)"
+        "a new lease with 10000 renewals due soon costs {ratio:.1}x one with 100"
     );
 }
